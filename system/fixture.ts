@@ -1,0 +1,89 @@
+/**
+ * A SystemAccess backed by a fixture tree: every absolute path is looked up under
+ * `root` (a copy of the relevant /proc, /sys and /etc files captured from a real
+ * guest). Used by unit tests; writes go to the tree so tests can inspect them.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { type SysDirEntry, SysError, type SysStatfs, type SystemAccess, toSysError } from "./mod.ts";
+
+/** Options for {@link FixtureSystem}. */
+export interface FixtureOptions {
+  /** statvfs answers by mount point; missing ones fail with ENOENT. */
+  statfs?: Record<string, SysStatfs>;
+}
+
+/** SystemAccess over a directory tree standing in for `/`. */
+export class FixtureSystem implements SystemAccess {
+  readonly #root: string;
+  readonly #statfs: Record<string, SysStatfs>;
+
+  constructor(root: string, options: FixtureOptions = {}) {
+    this.#root = root;
+    this.#statfs = options.statfs ?? {};
+  }
+
+  #p(path: string): string {
+    return join(this.#root, path);
+  }
+
+  async #wrap<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw toSysError(e);
+    }
+  }
+
+  readFile(path: string): Promise<Uint8Array> {
+    return this.#wrap(() => Deno.readFile(this.#p(path)));
+  }
+
+  readTextFile(path: string): Promise<string> {
+    return this.#wrap(() => Deno.readTextFile(this.#p(path)));
+  }
+
+  readDir(path: string): Promise<SysDirEntry[]> {
+    return this.#wrap(async () => {
+      const out: SysDirEntry[] = [];
+      for await (const e of Deno.readDir(this.#p(path))) {
+        out.push({ name: e.name, isFile: e.isFile, isDirectory: e.isDirectory, isSymlink: e.isSymlink });
+      }
+      return out;
+    });
+  }
+
+  readLink(path: string): Promise<string> {
+    return this.#wrap(() => Deno.readLink(this.#p(path)));
+  }
+
+  realPath(path: string): Promise<string> {
+    return this.#wrap(async () => {
+      const real = await Deno.realPath(this.#p(path));
+      const root = await Deno.realPath(this.#root);
+      return real.startsWith(root) ? real.slice(root.length) || "/" : real;
+    });
+  }
+
+  async exists(path: string): Promise<boolean> {
+    try {
+      await Deno.lstat(this.#p(path));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  writeFile(path: string, data: string): Promise<void> {
+    return this.#wrap(() => Deno.writeTextFile(this.#p(path), data));
+  }
+
+  statfs(path: string): Promise<SysStatfs> {
+    const s = this.#statfs[path];
+    if (s) return Promise.resolve(s);
+    return Promise.reject(new SysError("ENOENT", "No such file or directory"));
+  }
+}
+

@@ -1,0 +1,119 @@
+/**
+ * System access: the one interface every command uses to look at (and, for a few
+ * allowlisted /sys files, change) the guest.
+ *
+ * Deno refuses every path under /dev, /proc and /sys to anything short of
+ * `--allow-all`, so the agent never touches them itself. The implementation chosen
+ * at start-up routes such paths to the privileged helper (system/helper_client.ts)
+ * and ordinary paths to Deno directly; unit tests use a fixture tree
+ * (system/fixture.ts) captured from a real guest.
+ *
+ * Errors: every method throws {@link SysError} (never a raw Deno error), whose
+ * `strerror` is the C library's text ("No such file or directory"), so commands
+ * can build qemu-ga's messages (`open("/proc/diskstats"): No such file or directory`).
+ *
+ * @module
+ */
+
+/** One directory entry, in the kernel's readdir order (never sorted). */
+export interface SysDirEntry {
+  name: string;
+  isFile: boolean;
+  isDirectory: boolean;
+  isSymlink: boolean;
+}
+
+/** statvfs(3) figures, as numbers of blocks of `frsize` bytes. */
+export interface SysStatfs {
+  /** Fragment size (f_frsize). */
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+}
+
+/** What commands may ask of the system. */
+export interface SystemAccess {
+  /** Reads a whole file (a /proc or /sys path goes through the helper). */
+  readFile(path: string): Promise<Uint8Array>;
+  /** Reads a whole file as UTF-8 text. */
+  readTextFile(path: string): Promise<string>;
+  /** Lists a directory in readdir order. */
+  readDir(path: string): Promise<SysDirEntry[]>;
+  /** readlink(2). */
+  readLink(path: string): Promise<string>;
+  /** realpath(3): the canonical absolute path. */
+  realPath(path: string): Promise<string>;
+  /** True when the path exists (lstat succeeds). */
+  exists(path: string): Promise<boolean>;
+  /** Writes a short value to an allowlisted /sys file (cpu online, memory state, power state). */
+  writeFile(path: string, data: string): Promise<void>;
+  /** statvfs(3) of a mount point. */
+  statfs(path: string): Promise<SysStatfs>;
+}
+
+/** An operating-system error with the C library's errno name and text. */
+export class SysError extends Error {
+  /** errno name, e.g. "ENOENT"; "EPERM" for a sandbox refusal. */
+  readonly code: string;
+  /** strerror(3) text, e.g. "No such file or directory". */
+  readonly strerror: string;
+
+  constructor(code: string, strerror: string, message?: string) {
+    super(message ?? strerror);
+    this.name = "SysError";
+    this.code = code;
+    this.strerror = strerror;
+  }
+}
+
+const STRERROR: Record<string, string> = {
+  EPERM: "Operation not permitted",
+  ENOENT: "No such file or directory",
+  EIO: "Input/output error",
+  EBADF: "Bad file descriptor",
+  EAGAIN: "Resource temporarily unavailable",
+  EACCES: "Permission denied",
+  EBUSY: "Device or resource busy",
+  EEXIST: "File exists",
+  ENOTDIR: "Not a directory",
+  EISDIR: "Is a directory",
+  EINVAL: "Invalid argument",
+  ENOSPC: "No space left on device",
+  ESPIPE: "Illegal seek",
+  EROFS: "Read-only file system",
+  ENOTTY: "Inappropriate ioctl for device",
+  EOPNOTSUPP: "Operation not supported",
+  ENAMETOOLONG: "File name too long",
+  ELOOP: "Too many levels of symbolic links",
+  ENXIO: "No such device or address",
+  ENODEV: "No such device",
+  EMFILE: "Too many open files",
+  ETXTBSY: "Text file busy",
+  EFBIG: "File too large",
+  ENOTEMPTY: "Directory not empty",
+  EINTR: "Interrupted system call",
+};
+
+/** strerror(3) text for an errno name; the name itself when unknown. */
+export function strerror(code: string): string {
+  return STRERROR[code] ?? code;
+}
+
+/**
+ * Converts any error thrown by Deno (or node:fs) into a {@link SysError}.
+ * Deno's messages look like `No such file or directory (os error 2): readfile '/x'`;
+ * the text before ` (os error` is strerror(3)'s.
+ */
+export function toSysError(e: unknown): SysError {
+  if (e instanceof SysError) return e;
+  const err = e as { name?: string; message?: string; code?: string };
+  const message = String(err?.message ?? e);
+  if (err?.name === "NotCapable") {
+    return new SysError("EPERM", "Operation not permitted", `sandbox refused: ${message}`);
+  }
+  const m = /^(.*?) \(os error \d+\)/.exec(message);
+  const code = typeof err?.code === "string" && err.code.startsWith("E") ? err.code : "EIO";
+  const text = m?.[1] ?? STRERROR[code] ?? message;
+  return new SysError(code, text, message);
+}

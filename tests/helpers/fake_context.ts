@@ -1,0 +1,106 @@
+/**
+ * A Context for unit tests of command handlers: a fixture SystemAccess, an
+ * in-memory handle counter and frozen flag, a recording logger and a scripted
+ * `run` so no test spawns shutdown, chpasswd or fsfreeze on the test machine.
+ *
+ * @module
+ */
+
+import type { Context, Logger, RegistryEntry, RunResult } from "../../commands/types.ts";
+import type { AgentOptions } from "../../agent/options.ts";
+import type { SystemAccess } from "../../system/mod.ts";
+
+/** Options of {@link fakeContext}. */
+export interface FakeContextOptions {
+  sys?: SystemAccess;
+  options?: Partial<AgentOptions>;
+  /** Answers ctx.run; records nothing on its own (see `runs`). */
+  run?: (argv: string[], input?: Uint8Array) => RunResult | Promise<RunResult>;
+  registry?: RegistryEntry[];
+}
+
+/** A fake Context plus what the test may inspect. */
+export interface FakeContext extends Context {
+  /** Every ctx.run call, in order. */
+  readonly runs: { argv: string[]; input?: Uint8Array }[];
+  /** Every log line, in order. */
+  readonly logs: { level: string; msg: string; fields?: Record<string, unknown> }[];
+  /** True after delimitNextReply() until read. */
+  delimited: boolean;
+}
+
+/** Default options: a temporary state dir, no hook, no roots. */
+export function testOptions(overrides: Partial<AgentOptions> = {}): AgentOptions {
+  return {
+    daemonize: false,
+    method: "unix-listen",
+    path: "/nonexistent/qga.sock",
+    logfile: undefined,
+    pidfile: "/nonexistent/qga.pid",
+    fsfreezeHook: undefined,
+    statedir: "/nonexistent/state",
+    verbose: false,
+    retryPath: false,
+    blockRpcs: [],
+    allowRpcs: [],
+    configPath: undefined,
+    fileRoots: [],
+    fileReadRoots: [],
+    execPrograms: [],
+    helper: "/nonexistent/qga-helper",
+    printPermissions: false,
+    ...overrides,
+  };
+}
+
+const NO_SYS: SystemAccess = new Proxy({} as SystemAccess, {
+  get(_t, prop) {
+    return () => Promise.reject(new Error(`fake context has no system access (${String(prop)})`));
+  },
+});
+
+/** Builds a fake Context. */
+export function fakeContext(o: FakeContextOptions = {}): FakeContext {
+  const stores = new Map<string, unknown>();
+  let next = 1000n;
+  let frozen = false;
+  const runs: { argv: string[]; input?: Uint8Array }[] = [];
+  const logs: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  const mk = (level: string) => (msg: string, fields?: Record<string, unknown>) => {
+    logs.push(fields ? { level, msg, fields } : { level, msg });
+  };
+  const log: Logger = { debug: mk("debug"), info: mk("info"), warn: mk("warn"), error: mk("error") };
+  const ctx: FakeContext = {
+    sys: o.sys ?? NO_SYS,
+    options: testOptions(o.options),
+    log,
+    version: "10.2.2",
+    runs,
+    logs,
+    delimited: false,
+    store<T>(key: string, create: () => T): T {
+      if (!stores.has(key)) stores.set(key, create());
+      return stores.get(key) as T;
+    },
+    registry: () => o.registry ?? [],
+    delimitNextReply() {
+      ctx.delimited = true;
+    },
+    get frozen() {
+      return frozen;
+    },
+    setFrozen(f: boolean) {
+      frozen = f;
+      return Promise.resolve();
+    },
+    allocateHandle() {
+      return Promise.resolve(next++);
+    },
+    async run(argv, opts) {
+      runs.push(opts?.input ? { argv, input: opts.input } : { argv });
+      if (!o.run) throw new Error(`fake context: unexpected run of ${argv.join(" ")}`);
+      return await o.run(argv, opts?.input);
+    },
+  };
+  return ctx;
+}
