@@ -1,0 +1,301 @@
+/**
+ * The agent: owns all mutable state (the Context handed to handlers), reads bytes
+ * from one host connection at a time, feeds the JSON stream, dispatches each
+ * message in order and writes each reply before the next message is handled, as
+ * qemu-ga does (qga-reference.md §1.1).
+ *
+ * @module
+ */
+
+import type { AgentOptions } from "./options.ts";
+import type { CommandDef, Context, RunResult } from "../commands/types.ts";
+import type { SystemAccess } from "../system/mod.ts";
+import { toSysError } from "../system/mod.ts";
+import type { Connection, Transport } from "../transport/connection.ts";
+import { JsonStream, type StreamEvent } from "../transport/json_stream.ts";
+import { errorReply } from "../schema/json_writer.ts";
+import { describeError, dispatch, type DispatchOutcome } from "./dispatch.ts";
+import { AgentLog } from "./log.ts";
+import { Registry } from "./registry.ts";
+import { StateDir } from "./state.ts";
+
+/** Bytes read from the channel per read. Larger than qemu-ga's 4096 for throughput. */
+const READ_SIZE = 1 << 20;
+const SENTINEL = new Uint8Array([0xff]);
+const encoder = new TextEncoder();
+
+/** What the agent is built from. */
+export interface AgentInit {
+  options: AgentOptions;
+  commands: readonly CommandDef<never, unknown>[];
+  sys: SystemAccess;
+  log: AgentLog;
+  version: string;
+  /** Commands the sandbox cannot serve, with the reason (reported as disabled). */
+  sandboxDisabled?: Map<string, string>;
+  /** Called after the agent leaves the frozen state (deferred log and pid file). */
+  onThaw?: () => void;
+}
+
+/** Summarises arguments for the audit trail, leaving out sensitive members. */
+export function auditSummary(args: Record<string, unknown> | undefined, sensitive: readonly string[] = []) {
+  if (!args) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(args)) {
+    if (sensitive.includes(k)) {
+      out[k] = typeof v === "string" ? `<${v.length} chars withheld>` : "<withheld>";
+    } else if (typeof v === "bigint") {
+      out[k] = Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+    } else if (typeof v === "string" && v.length > 256) {
+      out[k] = `${v.slice(0, 64)}…<${v.length} chars>`;
+    } else {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+/** The guest agent. */
+export class Agent {
+  readonly options: AgentOptions;
+  readonly log: AgentLog;
+  readonly registry: Registry;
+  readonly state: StateDir;
+  readonly context: Context;
+  readonly #stream: JsonStream;
+  readonly #queue: StreamEvent[] = [];
+  readonly #stores = new Map<string, unknown>();
+  #frozen = false;
+  #delimit = false;
+  #stopping = false;
+  #transport: Transport | undefined;
+  #conn: Connection | undefined;
+  readonly #onThaw: (() => void) | undefined;
+
+  constructor(init: AgentInit) {
+    this.options = init.options;
+    this.log = init.log;
+    this.state = new StateDir(init.options.statedir);
+    this.registry = new Registry(init.commands, {
+      allow: init.options.allowRpcs,
+      block: init.options.blockRpcs,
+      ...(init.sandboxDisabled ? { sandbox: init.sandboxDisabled } : {}),
+    });
+    this.#stream = new JsonStream((e) => this.#queue.push(e));
+    this.#onThaw = init.onThaw;
+    const agent = this;
+    this.context = {
+      sys: init.sys,
+      options: init.options,
+      log: init.log,
+      version: init.version,
+      store<T>(key: string, create: () => T): T {
+        if (!agent.#stores.has(key)) agent.#stores.set(key, create());
+        return agent.#stores.get(key) as T;
+      },
+      registry: () => agent.registry.entries(),
+      delimitNextReply() {
+        agent.#delimit = true;
+      },
+      get frozen() {
+        return agent.#frozen;
+      },
+      setFrozen: (f: boolean) => this.setFrozen(f),
+      allocateHandle: () => Promise.resolve(this.state.allocate()),
+      run: (argv, opts) => runProgram(argv, opts),
+    };
+  }
+
+  /** True while frozen. */
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  /**
+   * Prepares the state dir. Returns true when the agent starts frozen because a
+   * previous instance left the marker (qga-reference.md §1.10).
+   */
+  start(): boolean {
+    if (this.state.markerExists()) {
+      this.log.warn(
+        `previous instance appears to have exited with frozen filesystems. deferring logging/pidfile creation and disabling non-fsfreeze-safe commands until guest-fsfreeze-thaw is issued, or filesystems are manually unfrozen and the file ${this.state.frozenMarker} is removed`,
+      );
+      this.#frozen = true;
+      this.registry.setFrozen(true);
+      this.log.hold();
+      this.state.load(false);
+      return true;
+    }
+    this.state.load(true);
+    return false;
+  }
+
+  /** Enters or leaves the frozen state (ga_set_frozen / ga_unset_frozen). */
+  setFrozen(frozen: boolean): Promise<void> {
+    if (frozen === this.#frozen) return Promise.resolve();
+    if (frozen) {
+      this.log.warn("disabling logging due to filesystem freeze");
+      this.state.setMarker(true);
+      this.#frozen = true;
+      this.registry.setFrozen(true);
+      this.log.hold();
+    } else {
+      this.log.release();
+      this.log.warn("logging re-enabled due to filesystem unfreeze");
+      this.state.setMarker(false);
+      this.#frozen = false;
+      this.registry.setFrozen(false);
+      this.#onThaw?.();
+    }
+    return Promise.resolve();
+  }
+
+  /** Serves clients from the transport until stopped. */
+  async serve(transport: Transport): Promise<void> {
+    this.#transport = transport;
+    this.log.debug(`listening on ${transport.description}`);
+    while (!this.#stopping) {
+      const conn = await transport.accept();
+      if (!conn) break;
+      this.#conn = conn;
+      try {
+        await this.#serveConnection(conn);
+      } finally {
+        this.#conn = undefined;
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      }
+    }
+  }
+
+  /** Stops accepting and closes the current client. */
+  stop(): void {
+    this.#stopping = true;
+    this.#transport?.close();
+    try {
+      this.#conn?.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  async #serveConnection(conn: Connection): Promise<void> {
+    const buf = new Uint8Array(READ_SIZE);
+    while (!this.#stopping) {
+      let n: number | null;
+      try {
+        n = await conn.read(buf);
+      } catch (e) {
+        if (this.#stopping) return;
+        this.log.debug(`channel read failed: ${toSysError(e).strerror}`);
+        if (conn.kind === "device") {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        return;
+      }
+      if (n === null) {
+        if (conn.kind === "device") {
+          // virtio-serial with no host attached: back off and keep the port (§1.1).
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        return;
+      }
+      if (this.options.verbose) this.log.debug(`read data, count: ${n}`);
+      this.#stream.feed(buf.subarray(0, n));
+      await this.processQueued(conn);
+    }
+  }
+
+  /** Feeds bytes directly (tests and the fuzzer) and returns the reply bytes written. */
+  async feed(bytes: Uint8Array, conn: Connection): Promise<void> {
+    this.#stream.feed(bytes);
+    await this.processQueued(conn);
+  }
+
+  /** Dispatches every queued message in order, writing each reply before the next. */
+  async processQueued(conn: Connection): Promise<void> {
+    while (this.#queue.length) {
+      const ev = this.#queue.shift()!;
+      let text: string | undefined;
+      if (ev.error !== undefined) {
+        text = errorReply("GenericError", ev.error, undefined);
+        this.log.audit("request", { error: "GenericError", desc: ev.error });
+      } else {
+        const started = performance.now();
+        let outcome: DispatchOutcome;
+        try {
+          outcome = await dispatch(ev.value, this.registry, this.context);
+        } catch (e) {
+          const [cls, desc] = describeError(e);
+          outcome = { reply: errorReply(cls, desc, undefined), errorClass: cls };
+          this.log.error(`internal error while dispatching: ${desc}`);
+        }
+        text = outcome.reply;
+        const cmd = outcome.command ? this.registry.get(outcome.command) : undefined;
+        this.log.audit(outcome.command ?? "request", {
+          ...(outcome.args ? { args: auditSummary(outcome.args, cmd?.sensitive) } : {}),
+          result: outcome.errorClass ?? (text === undefined ? "no-reply" : "ok"),
+          ms: Math.round((performance.now() - started) * 1000) / 1000,
+        });
+      }
+      if (text === undefined) continue;
+      await this.#send(conn, text);
+    }
+  }
+
+  async #send(conn: Connection, text: string): Promise<void> {
+    const delimit = this.#delimit;
+    this.#delimit = false;
+    const bytes = new Uint8Array(text.length + 1 + (delimit ? 1 : 0));
+    let off = 0;
+    if (delimit) bytes.set(SENTINEL, off++);
+    encoder.encodeInto(text, bytes.subarray(off));
+    bytes[bytes.length - 1] = 0x0a;
+    if (this.options.verbose) this.log.debug(`sending data, count: ${bytes.length}`);
+    try {
+      await conn.write(bytes);
+    } catch (e) {
+      this.log.warn(`error writing to channel: ${toSysError(e).strerror}`);
+    }
+  }
+}
+
+/** ga_run_command (§4.6): stdin from `input` or /dev/null, stdout and stderr captured. */
+async function runProgram(
+  argv: string[],
+  opts?: { input?: Uint8Array; env?: Record<string, string> },
+): Promise<RunResult> {
+  const [cmd, ...args] = argv;
+  if (!cmd) throw new Error("empty command line");
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(cmd, {
+      args,
+      stdin: opts?.input ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+      ...(opts?.env ? { env: opts.env } : {}),
+    }).spawn();
+  } catch (e) {
+    throw toSysError(e);
+  }
+  if (opts?.input) {
+    const w = child.stdin.getWriter();
+    try {
+      await w.write(opts.input);
+      await w.close();
+    } catch {
+      // The program exited without reading its input.
+    }
+  }
+  const out = await child.output();
+  const merged = new Uint8Array(out.stdout.length + out.stderr.length);
+  merged.set(out.stdout);
+  merged.set(out.stderr, out.stdout.length);
+  return { code: out.signal ? null : out.code, signal: out.signal, output: merged };
+}

@@ -1,0 +1,117 @@
+/**
+ * The agent's log: qemu-ga's line format (`<sec>.<usec>: <level>: <message>`,
+ * qga-reference.md §4.7) or JSON lines, to stderr or the -l file. Only error and
+ * critical lines are written unless -v, as qemu-ga does; the command audit trail
+ * is always written. While filesystems are frozen nothing is written (the log file
+ * could live on a frozen filesystem): lines are held in memory, bounded, and
+ * written after the thaw.
+ *
+ * @module
+ */
+
+import type { Logger } from "../commands/types.ts";
+
+/** Log levels, most severe first (GLib's names). */
+export type Level = "error" | "critical" | "warning" | "message" | "info" | "debug" | "audit";
+
+const encoder = new TextEncoder();
+const MAX_HELD = 1000;
+
+/** Where log lines go. */
+export interface LogSink {
+  writeSync(p: Uint8Array): number;
+}
+
+/** Options of {@link AgentLog}. */
+export interface AgentLogOptions {
+  verbose: boolean;
+  json: boolean;
+  sink: LogSink;
+  /** Clock in microseconds since the epoch (injectable for tests). */
+  nowMicros?: () => bigint;
+}
+
+/** The agent's logger. */
+export class AgentLog implements Logger {
+  #verbose: boolean;
+  readonly #json: boolean;
+  #sink: LogSink;
+  readonly #now: () => bigint;
+  #held: string[] | undefined;
+  #dropped = 0;
+
+  constructor(o: AgentLogOptions) {
+    this.#verbose = o.verbose;
+    this.#json = o.json;
+    this.#sink = o.sink;
+    this.#now = o.nowMicros ?? (() => BigInt(Date.now()) * 1000n);
+  }
+
+  /** Replaces the sink (after the log file is opened). */
+  setSink(sink: LogSink): void {
+    this.#sink = sink;
+  }
+
+  /** Stops writing (entering the frozen state). */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  /** Writes what was held and resumes (leaving the frozen state). */
+  release(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    if (!held) return;
+    for (const line of held) this.#write(line);
+    if (this.#dropped) {
+      this.#emit("warning", `${this.#dropped} log lines were dropped while frozen`);
+      this.#dropped = 0;
+    }
+  }
+
+  #write(line: string): void {
+    try {
+      this.#sink.writeSync(encoder.encode(line));
+    } catch {
+      // A log that cannot be written must never stop the agent.
+    }
+  }
+
+  #emit(level: Level, msg: string, fields?: Record<string, unknown>): void {
+    const verboseOnly = level === "warning" || level === "message" || level === "info" || level === "debug";
+    if (verboseOnly && !this.#verbose) return;
+    const t = this.#now();
+    let line: string;
+    if (this.#json) {
+      line = JSON.stringify({ time: new Date(Number(t / 1000n)).toISOString(), level, msg, ...fields }) + "\n";
+    } else {
+      const sec = t / 1000000n;
+      const usec = String(t % 1000000n).padStart(6, "0");
+      const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : "";
+      line = `${sec}.${usec}: ${level}: ${msg}${extra}\n`;
+    }
+    if (this.#held) {
+      if (this.#held.length < MAX_HELD) this.#held.push(line);
+      else this.#dropped++;
+      return;
+    }
+    this.#write(line);
+  }
+
+  debug(msg: string, fields?: Record<string, unknown>): void {
+    this.#emit("debug", msg, fields);
+  }
+  info(msg: string, fields?: Record<string, unknown>): void {
+    this.#emit("info", msg, fields);
+  }
+  warn(msg: string, fields?: Record<string, unknown>): void {
+    this.#emit("warning", msg, fields);
+  }
+  error(msg: string, fields?: Record<string, unknown>): void {
+    this.#emit("critical", msg, fields);
+  }
+  /** One audit record of the command trail (always written). */
+  audit(msg: string, fields: Record<string, unknown>): void {
+    this.#emit("audit", msg, fields);
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * Permissions are part of the command table: each command declares what it needs
+ * (commands/types.ts `Needs`). This module
+ *
+ * - works out, at start-up, which commands the agent's actual Deno grants (and
+ *   the helper) cannot serve, so they are reported disabled instead of failing
+ *   half-way;
+ * - prints, for `--print-permissions`, the exact least-privilege `deno run`
+ *   command line for the same options and config.
+ *
+ * @module
+ */
+
+import { dirname, resolve } from "node:path";
+import type { AgentOptions } from "./options.ts";
+import type { CommandDef, Needs } from "../commands/types.ts";
+
+// deno-lint-ignore no-explicit-any
+type AnyCommand = CommandDef<any, unknown>;
+
+/** The needs of a command under these options. */
+export function needsOf(cmd: AnyCommand, options: AgentOptions): Needs {
+  return typeof cmd.needs === "function" ? cmd.needs(options) : cmd.needs;
+}
+
+/** Whether a command is filtered out by -a/-b (then its needs are not granted). */
+export function isFilteredOut(name: string, options: AgentOptions): boolean {
+  if (options.blockRpcs.includes(name)) return true;
+  return options.allowRpcs.length > 0 && !options.allowRpcs.includes(name);
+}
+
+/** True when the method opens a device through the privileged helper. */
+export function channelNeedsHelper(options: AgentOptions): boolean {
+  return options.method === "virtio-serial" || options.method === "isa-serial";
+}
+
+/** Needs of the agent itself (channel, state dir, log, pid file, config, helper). */
+export function baseNeeds(options: AgentOptions, helperWanted: boolean): Needs {
+  const read = [options.statedir];
+  const write = [options.statedir];
+  const env = ["QGA_CONF", "QGA_OS_RELEASE"];
+  const run: string[] = [];
+  if (options.configPath) read.push(options.configPath);
+  if (options.logfile) write.push(options.logfile);
+  if (options.daemonize) write.push(options.pidfile);
+  if (options.method === "unix-listen") {
+    read.push(options.path);
+    write.push(options.path);
+  }
+  if (helperWanted) run.push(options.helper);
+  return { read, write, env, run };
+}
+
+function merge(into: Required<Needs>, n: Needs): void {
+  for (const k of ["read", "write", "run", "sys", "env", "helper"] as const) {
+    for (const v of n[k] ?? []) if (!into[k].includes(v)) into[k].push(v);
+  }
+}
+
+/** Everything the agent needs for these options: itself plus every enabled command. */
+export function totalNeeds(commands: readonly AnyCommand[], options: AgentOptions): Required<Needs> {
+  const all: Required<Needs> = { read: [], write: [], run: [], sys: [], env: [], helper: [] };
+  for (const c of commands) {
+    if (isFilteredOut(c.name, options)) continue;
+    merge(all, needsOf(c, options));
+  }
+  const helperWanted = channelNeedsHelper(options) || all.helper.length > 0;
+  merge(all, baseNeeds(options, helperWanted));
+  return all;
+}
+
+function queryGranted(desc: Deno.PermissionDescriptor): boolean {
+  try {
+    return Deno.permissions.querySync(desc).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/** The first need the current process was not granted, described; undefined when all are. */
+export function missingGrant(n: Needs): string | undefined {
+  for (const path of n.read ?? []) {
+    if (!queryGranted({ name: "read", path })) return `read access to ${path}`;
+  }
+  for (const path of n.write ?? []) {
+    if (!queryGranted({ name: "write", path })) return `write access to ${path}`;
+  }
+  for (const command of n.run ?? []) {
+    if (!queryGranted({ name: "run", command })) return `permission to run ${command}`;
+  }
+  for (const kind of n.sys ?? []) {
+    if (!queryGranted({ name: "sys", kind: kind as Deno.SysPermissionDescriptor["kind"] })) {
+      return `system information "${kind}"`;
+    }
+  }
+  for (const variable of n.env ?? []) {
+    if (!queryGranted({ name: "env", variable })) return `environment variable ${variable}`;
+  }
+  return undefined;
+}
+
+/**
+ * Commands the sandbox cannot serve, with the reason given after
+ * "has been disabled: " (qemu-ga's disabled-command reply).
+ */
+export function sandboxDisabled(
+  commands: readonly AnyCommand[],
+  options: AgentOptions,
+  helperAvailable: boolean,
+): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const c of commands) {
+    const n = needsOf(c, options);
+    if ((n.helper?.length ?? 0) > 0 && !helperAvailable) {
+      out.set(c.name, "the privileged helper is not available");
+      continue;
+    }
+    const missing = missingGrant(n);
+    if (missing) out.set(c.name, `the agent's sandbox does not grant ${missing}`);
+  }
+  return out;
+}
+
+/** Shell-quotes one argument (POSIX single quotes when needed). */
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_\/.,:=@%+-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The least-privilege command line. `mainPath` is main.ts (or the bundle);
+ * `args` are the agent's own arguments, passed on unchanged (minus --print-permissions).
+ */
+export function leastPrivilegeCommand(
+  commands: readonly AnyCommand[],
+  options: AgentOptions,
+  o: { denoPath: string; mainPath: string; args: string[] },
+): string[] {
+  const n = totalNeeds(commands, options);
+  const abs = (p: string) => resolve(p);
+  const flags = ["run", "--no-prompt"];
+  const list = (xs: string[]) => [...new Set(xs.map(abs))].join(",");
+  if (n.read.length) flags.push(`--allow-read=${list(n.read)}`);
+  if (n.write.length) flags.push(`--allow-write=${list(n.write)}`);
+  if (n.run.length) flags.push(`--allow-run=${[...new Set(n.run)].join(",")}`);
+  if (options.method === "unix-listen") flags.push(`--allow-net=unix:${abs(options.path)}`);
+  if (n.sys.length) flags.push(`--allow-sys=${n.sys.join(",")}`);
+  if (n.env.length) flags.push(`--allow-env=${n.env.join(",")}`);
+  if (options.method === "vsock-listen") {
+    flags.push("--unstable-vsock", `--allow-net=vsock:${options.path}`);
+  }
+  const args = o.args.filter((a) => a !== "--print-permissions");
+  return [o.denoPath, ...flags, o.mainPath, ...args];
+}
+
+/** Directory holding main.ts (for the default helper path). */
+export function projectDir(mainUrl: string): string {
+  return dirname(new URL(mainUrl).pathname);
+}

@@ -1,0 +1,69 @@
+/**
+ * The enabled/disabled registry (qga-reference.md §1.9-1.10): every command of
+ * the table is registered; allow list, block list (which wins), the frozen state
+ * (which beats both, leaving only the six freeze-safe commands) and the sandbox
+ * (a command whose needs are not granted) decide whether it runs.
+ *
+ * @module
+ */
+
+import type { CommandDef, RegistryEntry } from "../commands/types.ts";
+import type { CommandLookup } from "./dispatch.ts";
+
+/** Disabled-command reasons. 7.2's texts, which clients see after "has been disabled". */
+export const REASON_FROZEN = "the agent is in frozen state";
+
+/** The registry of one agent. */
+export class Registry implements CommandLookup {
+  readonly #commands: CommandDef<never, unknown>[];
+  readonly #byName: Map<string, CommandDef<never, unknown>>;
+  readonly #allow: Set<string> | undefined;
+  readonly #block: Set<string>;
+  readonly #sandbox: Map<string, string>;
+  #frozen = false;
+
+  constructor(
+    commands: readonly CommandDef<never, unknown>[],
+    o: { allow: string[]; block: string[]; sandbox?: Map<string, string> },
+  ) {
+    this.#commands = [...commands];
+    this.#byName = new Map(commands.map((c) => [c.name, c]));
+    this.#allow = o.allow.length ? new Set(o.allow) : undefined;
+    this.#block = new Set(o.block);
+    this.#sandbox = o.sandbox ?? new Map();
+  }
+
+  /** Re-applies the filters for the frozen state (ga_set_frozen / ga_unset_frozen). */
+  setFrozen(frozen: boolean): void {
+    this.#frozen = frozen;
+  }
+
+  get(name: string): CommandDef<never, unknown> | undefined {
+    return this.#byName.get(name);
+  }
+
+  disabledReason(name: string): string | undefined {
+    const cmd = this.#byName.get(name);
+    if (!cmd) return undefined;
+    if (this.#frozen && !cmd.allowedWhileFrozen) return REASON_FROZEN;
+    if (this.#block.has(name)) return "";
+    if (this.#allow && !this.#allow.has(name)) return "";
+    const sandbox = this.#sandbox.get(name);
+    if (sandbox !== undefined) return sandbox;
+    return undefined;
+  }
+
+  /** Commands in registration order with their flags. */
+  entries(): RegistryEntry[] {
+    return this.#commands.map((c) => ({
+      name: c.name,
+      enabled: this.disabledReason(c.name) === undefined,
+      successResponse: c.successResponse !== false,
+    }));
+  }
+
+  /** Names in registration order. */
+  names(): string[] {
+    return this.#commands.map((c) => c.name);
+  }
+}

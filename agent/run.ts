@@ -1,0 +1,168 @@
+/**
+ * Start-up and shutdown of the agent process, wired by main.ts: log file, helper,
+ * sandbox check of every command, state dir, pid file, transport, signals, and
+ * the thaw that must happen whenever the agent stops while frozen.
+ *
+ * @module
+ */
+
+import inspector from "node:inspector";
+import type { AgentOptions } from "./options.ts";
+import type { CommandDef } from "../commands/types.ts";
+import type { SystemAccess } from "../system/mod.ts";
+import type { Transport } from "../transport/connection.ts";
+import { Agent } from "./agent.ts";
+import { AgentLog, type LogSink } from "./log.ts";
+import { channelNeedsHelper, needsOf, sandboxDisabled } from "./permissions.ts";
+
+// deno-lint-ignore no-explicit-any
+type AnyCommand = CommandDef<any, unknown>;
+
+/** The privileged helper as the start-up code sees it. */
+export interface HelperHandle {
+  close(): void;
+}
+
+/** What main.ts plugs in. */
+export interface RunDeps<H extends HelperHandle> {
+  options: AgentOptions;
+  commands: readonly AnyCommand[];
+  version: string;
+  startHelper(path: string): Promise<H>;
+  createSystem(helper: H | undefined): SystemAccess;
+  openTransport(options: AgentOptions, helper: H | undefined): Promise<Transport>;
+  /** Thaws every filesystem (fsfreeze's thaw, without the reply). */
+  thawAll?(agent: Agent): Promise<void>;
+  /** Log lines in JSON instead of qemu-ga's text format. */
+  jsonLog?: boolean;
+}
+
+const stderrSink: LogSink = { writeSync: (p) => Deno.stderr.writeSync(p) };
+
+function openLogFile(path: string): LogSink {
+  const f = Deno.openSync(path, { append: true, create: true });
+  return { writeSync: (p) => f.writeSync(p) };
+}
+
+/** Runs the agent until a signal or a fatal channel error; returns the exit code. */
+export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promise<number> {
+  const { options, commands } = deps;
+  const log = new AgentLog({ verbose: options.verbose, json: deps.jsonLog ?? false, sink: stderrSink });
+
+  const wantsHelper = channelNeedsHelper(options) ||
+    commands.some((c) => (needsOf(c, options).helper?.length ?? 0) > 0);
+  let helper: H | undefined;
+  if (wantsHelper) {
+    try {
+      helper = await deps.startHelper(options.helper);
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (channelNeedsHelper(options)) {
+        log.error(`cannot start the privileged helper ${options.helper}: ${msg}`);
+        log.error("failed to initialize guest agent channel");
+        return 1;
+      }
+      log.warn(`privileged helper unavailable (${msg}); commands that need it are disabled`);
+    }
+  }
+
+  const disabled = sandboxDisabled(commands, options, helper !== undefined);
+  for (const [name, reason] of disabled) log.debug(`disabling command: ${name}: ${reason}`);
+
+  let startedFrozen = false;
+  const agent = new Agent({
+    options,
+    commands,
+    sys: deps.createSystem(helper),
+    log,
+    version: deps.version,
+    sandboxDisabled: disabled,
+    onThaw: () => {
+      if (startedFrozen) {
+        startedFrozen = false;
+        openDeferred();
+      }
+    },
+  });
+
+  try {
+    startedFrozen = agent.start();
+  } catch (e) {
+    log.error((e as Error).message);
+    log.error("failed to load persistent state");
+    log.error("error initializing guest agent");
+    helper?.close();
+    return 1;
+  }
+  // While frozen the log file and pid file are deferred (they may live on a frozen fs).
+  const openDeferred = () => {
+    if (options.logfile) {
+      try {
+        log.setSink(openLogFile(options.logfile));
+      } catch (e) {
+        log.error(`unable to open specified log file: ${(e as Error).message}`);
+      }
+    }
+    if (options.daemonize) {
+      try {
+        Deno.writeTextFileSync(options.pidfile, `${Deno.pid}\n`, { mode: 0o600 });
+      } catch (e) {
+        log.error(`Cannot open pid file, ${(e as Error).message}`);
+      }
+    }
+  };
+  if (!startedFrozen) openDeferred();
+
+  let transport: Transport;
+  try {
+    transport = await deps.openTransport(options, helper);
+  } catch (e) {
+    log.error(`error opening channel '${options.path}': ${(e as Error).message}`);
+    log.error("failed to create guest agent channel");
+    log.error("failed to initialize guest agent channel");
+    helper?.close();
+    return 1;
+  }
+
+  let exiting = false;
+  const shutdown = async (why: string) => {
+    if (exiting) return;
+    exiting = true;
+    log.debug(why);
+    if (agent.frozen && deps.thawAll) {
+      try {
+        await deps.thawAll(agent);
+      } catch (e) {
+        log.error(`failed to thaw filesystems on exit: ${(e as Error).message}`);
+      }
+    }
+    agent.stop();
+    if (options.daemonize) {
+      try {
+        Deno.removeSync(options.pidfile);
+      } catch {
+        // Not there.
+      }
+    }
+    helper?.close();
+    Deno.exit(0);
+  };
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+    Deno.addSignalListener(sig, () => void shutdown(`received signal ${sig}, quitting`));
+  }
+  // Deno opens a V8 inspector on SIGUSR1 (deno-facts.md §5); a root agent closes it at once.
+  Deno.addSignalListener("SIGUSR1", () => {
+    setTimeout(() => inspector.close(), 50);
+    setTimeout(() => inspector.close(), 500);
+  });
+
+  try {
+    await agent.serve(transport);
+  } catch (e) {
+    log.error(`agent stopped unexpectedly: ${(e as Error).message}`);
+    await shutdown("channel failure");
+    return 1;
+  }
+  await shutdown("transport closed");
+  return 0;
+}

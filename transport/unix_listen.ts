@@ -1,0 +1,74 @@
+/**
+ * `-m unix-listen -p PATH` (qga-reference.md §4.4): an existing path is unlinked,
+ * the socket is bound, and one client is served at a time; the next accept
+ * happens only after that client disconnects. The socket file is left in place on
+ * exit, as qemu-ga does; a stale one is replaced at the next start.
+ *
+ * Deno needs read, write and `--allow-net=unix:PATH` on the socket path
+ * (deno-facts.md §3).
+ *
+ * @module
+ */
+
+import type { Connection, Transport } from "./connection.ts";
+
+class SocketConnection implements Connection {
+  readonly kind = "socket" as const;
+  readonly #conn: Deno.UnixConn;
+  #closed = false;
+
+  constructor(conn: Deno.UnixConn) {
+    this.#conn = conn;
+  }
+
+  read(p: Uint8Array): Promise<number | null> {
+    return this.#conn.read(p);
+  }
+
+  async write(p: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < p.length) off += await this.#conn.write(p.subarray(off));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer.
+    }
+  }
+}
+
+/** Listens on a unix socket path. */
+export function openUnixListen(path: string): Transport {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // Nothing to remove.
+  }
+  const listener = Deno.listen({ transport: "unix", path });
+  let closed = false;
+  return {
+    description: `unix-listen ${path}`,
+    async accept(): Promise<Connection | null> {
+      if (closed) return null;
+      try {
+        return new SocketConnection(await listener.accept());
+      } catch (e) {
+        if (closed) return null;
+        throw e;
+      }
+    },
+    close(): void {
+      if (closed) return;
+      closed = true;
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  };
+}
