@@ -12,7 +12,7 @@
  */
 
 import { dirname, resolve } from "node:path";
-import type { AgentOptions } from "./options.ts";
+import { type AgentOptions, DEFAULTS } from "./options.ts";
 import type { CommandDef, Needs } from "../commands/types.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -38,9 +38,9 @@ export function channelNeedsHelper(options: AgentOptions): boolean {
 export function baseNeeds(options: AgentOptions, helperWanted: boolean): Needs {
   const read = [options.statedir];
   const write = [options.statedir];
-  const env = ["QGA_CONF", "QGA_OS_RELEASE"];
+  const env = ["QGA_CONF", "POSIXLY_CORRECT"];
   const run: string[] = [];
-  if (options.configPath) read.push(options.configPath);
+  read.push(options.configPath ?? DEFAULTS.config);
   if (options.logfile) write.push(options.logfile);
   if (options.daemonize) write.push(options.pidfile);
   if (options.method === "unix-listen") {
@@ -89,7 +89,7 @@ export function missingGrant(n: Needs): string | undefined {
     if (!queryGranted({ name: "run", command })) return `permission to run ${command}`;
   }
   for (const kind of n.sys ?? []) {
-    if (!queryGranted({ name: "sys", kind: kind as Deno.SysPermissionDescriptor["kind"] })) {
+    if (!queryGranted({ name: "sys", kind } as Deno.PermissionDescriptor)) {
       return `system information "${kind}"`;
     }
   }

@@ -32,7 +32,7 @@ export interface RunDeps<H extends HelperHandle> {
   createSystem(helper: H | undefined): SystemAccess;
   openTransport(options: AgentOptions, helper: H | undefined): Promise<Transport>;
   /** Thaws every filesystem (fsfreeze's thaw, without the reply). */
-  thawAll?(agent: Agent): Promise<void>;
+  thawAll?(agent: Agent): Promise<unknown>;
   /** Log lines in JSON instead of qemu-ga's text format. */
   jsonLog?: boolean;
 }

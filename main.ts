@@ -1,0 +1,83 @@
+/**
+ * deno-qga: a QEMU guest agent. Options and config file -> Agent; signals;
+ * nothing else. `main.ts client ...` is the host-side client instead.
+ *
+ * Run as (least privilege: see `--print-permissions`):
+ *   deno run --allow-read --allow-write --allow-run main.ts -p /dev/virtio-ports/org.qemu.guest_agent.0
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { COMMANDS } from "./commands/mod.ts";
+import { parseCommandLine } from "./cli/options.ts";
+import { runAgent } from "./agent/run.ts";
+import { leastPrivilegeCommand, projectDir, shellQuote } from "./agent/permissions.ts";
+import { QEMU_GA_VERSION, VERSION } from "./agent/version.ts";
+import { DirectSystem } from "./system/direct.ts";
+import { openTransport } from "./transport/mod.ts";
+
+const encoder = new TextEncoder();
+
+/** Writes all of `text` (writeSync may write part of it to a pipe). */
+function writeAll(out: { writeSync(p: Uint8Array): number }, text: string): void {
+  let b = encoder.encode(text);
+  while (b.length > 0) b = b.subarray(out.writeSync(b));
+}
+
+function safeEnvGet(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined; // not granted: treated as unset
+  }
+}
+
+async function main(args: string[]): Promise<number> {
+  if (args[0] === "client") {
+    const { clientMain } = await import("./client/cli.ts");
+    return await clientMain(args.slice(1));
+  }
+  const here = projectDir(import.meta.url);
+  const parsed = await parseCommandLine(args, { get: safeEnvGet }, {
+    version: QEMU_GA_VERSION,
+    denoQgaVersion: VERSION,
+    denoVersion: Deno.version.deno,
+    commandNames: COMMANDS.map((c) => c.name),
+    defaultHelper: join(here, "helper", "qga-helper"),
+  });
+  if (parsed.kind === "exit") {
+    if (parsed.stdout) writeAll(Deno.stdout, parsed.stdout);
+    if (parsed.stderr) writeAll(Deno.stderr, parsed.stderr);
+    return parsed.code;
+  }
+  for (const w of parsed.warnings) writeAll(Deno.stderr, `${w}\n`);
+  const options = parsed.options;
+  if (options.printPermissions) {
+    let denoPath = "deno";
+    try {
+      denoPath = Deno.execPath();
+    } catch {
+      // No read grant for the binary's path: print the bare name.
+    }
+    const argv = leastPrivilegeCommand(COMMANDS, options, {
+      denoPath,
+      mainPath: join(here, "main.ts"),
+      args,
+    });
+    writeAll(Deno.stdout, argv.map(shellQuote).join(" ") + "\n");
+    return 0;
+  }
+  return await runAgent({
+    options,
+    commands: COMMANDS,
+    version: QEMU_GA_VERSION,
+    startHelper: () => Promise.reject(new Error("the privileged helper is not built yet")),
+    createSystem: () => new DirectSystem(),
+    openTransport,
+  });
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
