@@ -86,7 +86,9 @@ export function missingGrant(n: Needs): string | undefined {
     if (!queryGranted({ name: "write", path })) return `write access to ${path}`;
   }
   for (const command of n.run ?? []) {
-    if (!queryGranted({ name: "run", command })) return `permission to run ${command}`;
+    // "*" means any program (guest-exec without --exec-programs): only an unrestricted --allow-run.
+    const desc: Deno.PermissionDescriptor = command === "*" ? { name: "run" } : { name: "run", command };
+    if (!queryGranted(desc)) return command === "*" ? "permission to run any program" : `permission to run ${command}`;
   }
   for (const kind of n.sys ?? []) {
     if (!queryGranted({ name: "sys", kind } as Deno.PermissionDescriptor)) {
@@ -138,10 +140,16 @@ export function leastPrivilegeCommand(
   const n = totalNeeds(commands, options);
   const abs = (p: string) => resolve(p);
   const flags = ["run", "--no-prompt"];
-  const list = (xs: string[]) => [...new Set(xs.map(abs))].join(",");
+  // Deno refuses /dev, /proc and /sys outside --allow-all whatever the grant says:
+  // those go through the helper, so naming them would only mislead a reader.
+  const special = (p: string) => /^\/(proc|sys|dev)(\/|$)/.test(p) && p !== "/dev/null";
+  const list = (xs: string[]) => [...new Set(xs.map(abs))].filter((p) => !special(p)).join(",");
   if (n.read.length) flags.push(`--allow-read=${list(n.read)}`);
   if (n.write.length) flags.push(`--allow-write=${list(n.write)}`);
-  if (n.run.length) flags.push(`--allow-run=${[...new Set(n.run)].join(",")}`);
+  // "*" (guest-exec with no --exec-programs list) is never granted: least privilege
+  // names its programs, and never a shell or deno itself.
+  const run = [...new Set(n.run)].filter((r) => r !== "*");
+  if (run.length) flags.push(`--allow-run=${run.join(",")}`);
   if (options.method === "unix-listen") flags.push(`--allow-net=unix:${abs(options.path)}`);
   if (n.sys.length) flags.push(`--allow-sys=${n.sys.join(",")}`);
   if (n.env.length) flags.push(`--allow-env=${n.env.join(",")}`);

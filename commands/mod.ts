@@ -8,6 +8,11 @@
 
 import type { CommandDef } from "./types.ts";
 import * as session from "./session.ts";
+import * as time from "./time.ts";
+import * as suspend from "./suspend.ts";
+import * as accounts from "./accounts.ts";
+import * as exec from "./exec.ts";
+import * as identity from "./identity.ts";
 
 /** qemu-ga 10.2's Linux commands in registration order. */
 export const QEMU_GA_LINUX_COMMANDS = [
@@ -72,7 +77,7 @@ function collect(...modules: Record<string, unknown>[]): Map<string, AnyCommand>
   return byName;
 }
 
-const implemented = collect(session);
+const implemented = collect(session, time, suspend, accounts, exec, identity);
 
 /** The command table, in registration order. */
 export const COMMANDS: readonly AnyCommand[] = QEMU_GA_LINUX_COMMANDS

@@ -1,0 +1,367 @@
+/**
+ * guest-exec and guest-exec-status (qga-reference.md §2.3 "Process execution",
+ * §3.2), plus {@link runGaCommand}: qemu-ga's ga_run_command error texts (§4.6)
+ * for the commands that run a helper program (set-time, set-user-password).
+ *
+ * Children are started with Deno.Command, so which programs may run is exactly
+ * the agent's `--allow-run` grant: a refusal becomes a GenericError naming the
+ * program. Started processes live in a per-agent table (ctx.store) until a
+ * guest-exec-status reports them finished.
+ *
+ * @module
+ */
+
+import { constants as osConstants } from "node:os";
+import { QgaError } from "../schema/errors.ts";
+import { decodeQemuBase64, encodeBase64 } from "../schema/base64.ts";
+import { alternate, array, bool, enumType, int, str, struct } from "../schema/types.ts";
+import { strerror, SysError } from "../system/mod.ts";
+import { type Context, defineCommand } from "./types.ts";
+
+/** GUEST_EXEC_MAX_OUTPUT: captured bytes per stream. */
+export const EXEC_MAX_OUTPUT = 16 * 1024 * 1024;
+/** Our bound on tracked (running or unreported) processes; qemu-ga has none. */
+export const EXEC_MAX_TRACKED = 1024;
+
+const CAPTURE_MODES = ["none", "stdout", "stderr", "separated", "merged"] as const;
+/** GuestExecCaptureOutputMode. */
+export type CaptureMode = typeof CAPTURE_MODES[number];
+
+/** guest-exec arguments as the dispatcher hands them over. */
+export interface ExecArgs {
+  path: string;
+  arg?: string[];
+  env?: string[];
+  "input-data"?: string;
+  "capture-output"?: boolean | CaptureMode;
+}
+
+/** GuestExecStatus as returned (optional members omitted). */
+export interface ExecStatus {
+  exited: boolean;
+  exitcode?: number;
+  signal?: number;
+  "out-data"?: string;
+  "err-data"?: string;
+  "out-truncated"?: boolean;
+  "err-truncated"?: boolean;
+}
+
+/** One captured stream: at most {@link EXEC_MAX_OUTPUT} bytes kept, the rest drained. */
+class Capture {
+  readonly #chunks: Uint8Array[] = [];
+  #size = 0;
+  #truncated = false;
+
+  push(chunk: Uint8Array): void {
+    const room = EXEC_MAX_OUTPUT - this.#size;
+    if (chunk.length > room) {
+      this.#truncated = true;
+      if (room <= 0) return;
+      chunk = chunk.subarray(0, room);
+    }
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get truncated(): boolean {
+    return this.#truncated;
+  }
+
+  bytes(): Uint8Array {
+    const out = new Uint8Array(this.#size);
+    let o = 0;
+    for (const c of this.#chunks) {
+      out.set(c, o);
+      o += c.length;
+    }
+    return out;
+  }
+}
+
+/** A process started by guest-exec. */
+class ExecProcess {
+  readonly pid: number;
+  readonly out: Capture | null;
+  readonly err: Capture | null;
+  #status: Deno.CommandStatus | null = null;
+  #finished = false;
+
+  constructor(child: Deno.ChildProcess, out: Capture | null, err: Capture | null, merged: boolean) {
+    this.pid = child.pid;
+    this.out = out;
+    this.err = err;
+    const drains: Promise<void>[] = [];
+    if (out) drains.push(drain(child.stdout, out));
+    if (err) drains.push(drain(child.stderr, err));
+    else if (merged && out) drains.push(drain(child.stderr, out));
+    const status = child.status.then((s) => {
+      this.#status = s;
+    });
+    Promise.all([status, ...drains]).then(() => {
+      this.#finished = true;
+    });
+  }
+
+  /** exited: reaped AND every capture pipe at EOF (qemu's condition). */
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  status(): ExecStatus {
+    if (!this.#finished || !this.#status) return { exited: false };
+    const st: ExecStatus = { exited: true };
+    const sig = this.#status.signal;
+    if (sig !== null) {
+      st.signal = (osConstants.signals as Record<string, number>)[sig] ?? 0;
+    } else {
+      st.exitcode = this.#status.code;
+    }
+    if (this.out && this.out.size > 0) {
+      st["out-data"] = encodeBase64(this.out.bytes());
+      st["out-truncated"] = this.out.truncated;
+    }
+    if (this.err && this.err.size > 0) {
+      st["err-data"] = encodeBase64(this.err.bytes());
+      st["err-truncated"] = this.err.truncated;
+    }
+    return st;
+  }
+}
+
+async function drain(stream: ReadableStream<Uint8Array>, into: Capture): Promise<void> {
+  try {
+    for await (const chunk of stream) into.push(chunk);
+  } catch {
+    // a read error ends the capture, as a HUP does in qemu-ga
+  }
+}
+
+/** The exec table kept in ctx.store. */
+class ExecTable {
+  readonly #procs = new Map<number, ExecProcess>();
+
+  get size(): number {
+    return this.#procs.size;
+  }
+
+  add(p: ExecProcess): void {
+    this.#procs.set(p.pid, p);
+  }
+
+  get(pid: number): ExecProcess | undefined {
+    return this.#procs.get(pid);
+  }
+
+  delete(pid: number): void {
+    this.#procs.delete(pid);
+  }
+}
+
+function execTable(ctx: Context): ExecTable {
+  return ctx.store("exec", () => new ExecTable());
+}
+
+/** A C string: what qemu-ga sees of a JSON string with an embedded NUL. */
+function cString(s: string): string {
+  const i = s.indexOf("\0");
+  return i < 0 ? s : s.slice(0, i);
+}
+
+/** Normalises capture-output (absent, bool or enum) to a mode. */
+export function captureMode(v: boolean | CaptureMode | undefined): CaptureMode {
+  if (v === undefined || v === false) return "none";
+  if (v === true) return "separated";
+  return v;
+}
+
+/** Builds the child's environment from `K=V` strings; the first of duplicates wins (getenv). */
+function envFromList(list: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const raw of list) {
+    const entry = cString(raw);
+    const eq = entry.indexOf("=");
+    if (eq <= 0) continue; // not representable for Deno.Command
+    const key = entry.slice(0, eq);
+    if (!(key in env)) env[key] = entry.slice(eq + 1);
+  }
+  return env;
+}
+
+/** Turns a spawn exception into qemu-ga's (10.2) GLib message, or the sandbox's. */
+function spawnError(e: unknown, path: string): QgaError {
+  const err = e as { name?: string; message?: string };
+  const message = String(err?.message ?? e);
+  if (err?.name === "NotCapable") {
+    if (/environment variable/.test(message)) {
+      return new QgaError(
+        `guest-exec: program '${path}' cannot be started with LD_PRELOAD or LD_LIBRARY_PATH ` +
+          `set: the agent's sandbox (--allow-run) refuses it`,
+      );
+    }
+    return new QgaError(
+      `guest-exec: program '${path}' is not permitted by the agent's sandbox (--allow-run)`,
+    );
+  }
+  let reason: string;
+  if (err?.name === "NotFound") reason = strerror("ENOENT");
+  else if (err?.name === "PermissionDenied") reason = strerror("EACCES");
+  else reason = /: ([^:]+?) \(os error \d+\)$/.exec(message)?.[1] ?? message;
+  return new QgaError(`Failed to execute child process \u201C${path}\u201D (${reason})`);
+}
+
+/** guest-exec: starts a program in the background and returns its pid. */
+export const guestExec = defineCommand<ExecArgs, { pid: number }>({
+  name: "guest-exec",
+  since: "2.5",
+  doc: "Execute a command in the guest; poll guest-exec-status for its result",
+  differences: "`merged` capture: Deno cannot dup2 the child's stderr onto its stdout, so both " +
+    "pipes are read and appended to out-data in arrival order (writes that reach the two pipes " +
+    "at the same instant may be interleaved differently than with qemu-ga's dup2). The exact " +
+    "alternative (node:child_process with a unix socket as fd 1 and 2) was measured and rejected: " +
+    "it needs --allow-env for the whole environment and a net grant. Programs that may run are " +
+    "limited by the agent's --allow-run grant (see --exec-program); a refused program gives " +
+    "`guest-exec: program '<path>' is not permitted by the agent's sandbox (--allow-run)`. At most " +
+    `${EXEC_MAX_TRACKED} processes are tracked until their status is collected. env entries ` +
+    "without `=` are dropped (Deno cannot pass them); for duplicated names the first wins, as " +
+    "getenv sees it; the child's environment is ordered by name (Deno sorts it). A script without #! is run the way the kernel and Deno allow (GLib would " +
+    "retry it with /bin/sh).",
+  args: struct("guest-exec-arg", {
+    path: str,
+    "*arg": array(str),
+    "*env": array(str),
+    "*input-data": str,
+    "*capture-output": alternate("GuestExecCaptureOutput", {
+      bool,
+      str: enumType("GuestExecCaptureOutputMode", CAPTURE_MODES),
+    }),
+  }),
+  returns: struct("GuestExec", { pid: int }),
+  sensitive: ["input-data", "env"],
+  needs: (options) => ({
+    run: options.execPrograms.length > 0 ? [...options.execPrograms] : ["*"],
+  }),
+  handler(args, ctx) {
+    const input = args["input-data"] !== undefined ? decodeQemuBase64(args["input-data"]) : null;
+    const path = cString(args.path);
+    const argv = (args.arg ?? []).map(cString);
+    ctx.log.info(`guest-exec called: "${[path, ...argv].join(" ")}"`);
+    const table = execTable(ctx);
+    if (table.size >= EXEC_MAX_TRACKED) {
+      throw new QgaError(
+        `guest-exec: too many processes (${EXEC_MAX_TRACKED}) are tracked; ` +
+          `collect finished ones with guest-exec-status first`,
+      );
+    }
+    const mode = captureMode(args["capture-output"]);
+    const wantOut = mode === "stdout" || mode === "separated" || mode === "merged";
+    const wantErr = mode === "stderr" || mode === "separated" || mode === "merged";
+    const options: Deno.CommandOptions = {
+      args: argv,
+      stdin: input ? "piped" : "null",
+      stdout: wantOut ? "piped" : "null",
+      stderr: wantErr ? "piped" : "null",
+    };
+    if (args.env !== undefined) {
+      options.env = envFromList(args.env);
+      options.clearEnv = true;
+    }
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(path, options).spawn();
+    } catch (e) {
+      throw spawnError(e, path);
+    }
+    if (input) {
+      const writer = child.stdin.getWriter();
+      writer.write(input).then(() => writer.close()).catch(() => writer.abort().catch(() => {}));
+    }
+    const out = wantOut ? new Capture() : null;
+    const err = mode === "stderr" || mode === "separated" ? new Capture() : null;
+    const proc = new ExecProcess(child, out, err, mode === "merged");
+    table.add(proc);
+    return { pid: proc.pid };
+  },
+});
+
+/** guest-exec-status: reports a guest-exec process; a finished one is then forgotten. */
+export const guestExecStatus = defineCommand<{ pid: bigint }, ExecStatus>({
+  name: "guest-exec-status",
+  since: "2.5",
+  doc: "Get the status of a process started by guest-exec, its output once it has finished",
+  differences: "An unknown pid gives qemu-ga 10.2's text `PID ld does not exist` byte for byte " +
+    "(a format-string bug upstream since 8.2; 7.2 says `Invalid parameter 'pid'`): clients only " +
+    "test for an error, and the differential suite compares against 10.2.",
+  args: struct("guest-exec-status-arg", { pid: int }),
+  returns: struct("GuestExecStatus", {
+    exited: bool,
+    "*exitcode": int,
+    "*signal": int,
+    "*out-data": str,
+    "*err-data": str,
+    "*out-truncated": bool,
+    "*err-truncated": bool,
+  }),
+  needs: {},
+  handler(args, ctx) {
+    const table = execTable(ctx);
+    const pid = args.pid >= 0n && args.pid <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(args.pid)
+      : -1;
+    const proc = table.get(pid);
+    if (!proc) throw new QgaError("PID ld does not exist");
+    const st = proc.status();
+    if (st.exited) table.delete(pid);
+    return st;
+  },
+});
+
+/** Result of {@link runGaCommand} on success: the program's merged output. */
+export interface GaRunOutput {
+  output: Uint8Array;
+}
+
+/**
+ * Runs a helper program through ctx.run and turns failures into qemu-ga 10.2's
+ * ga_run_command texts (§4.6), `action` being e.g. "set user password". A program
+ * that cannot be executed reads as the child's perror line, as in qemu-ga:
+ * `child process has failed to <action>: failed to exec '<argv0>': <errno>\n`.
+ * A sandbox refusal is re-thrown unchanged for the dispatcher to name.
+ */
+export async function runGaCommand(
+  ctx: Context,
+  argv: string[],
+  opts: { action: string; input?: Uint8Array },
+): Promise<GaRunOutput> {
+  let res;
+  try {
+    res = await ctx.run(argv, opts.input ? { input: opts.input } : undefined);
+  } catch (e) {
+    if (e instanceof SysError && !e.message.startsWith("sandbox refused")) {
+      throw new QgaError(
+        `child process has failed to ${opts.action}: failed to exec '${argv[0]}': ${e.strerror}\n`,
+      );
+    }
+    throw e;
+  }
+  const text = cString(new TextDecoder().decode(res.output));
+  if (res.code === null) {
+    throw new QgaError(
+      res.output.length > 0
+        ? `child process has terminated abnormally: ${text}`
+        : "child process has terminated abnormally",
+    );
+  }
+  if (res.code !== 0) {
+    throw new QgaError(
+      res.output.length > 0
+        ? `child process has failed to ${opts.action}: ${text}`
+        : `child process has failed to ${opts.action}: exit status ${res.code}`,
+    );
+  }
+  return { output: res.output };
+}
