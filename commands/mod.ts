@@ -13,6 +13,9 @@ import * as suspend from "./suspend.ts";
 import * as accounts from "./accounts.ts";
 import * as exec from "./exec.ts";
 import * as identity from "./identity.ts";
+import * as filesystems from "./filesystems.ts";
+import * as network from "./network.ts";
+import * as cpuMemory from "./cpu_memory.ts";
 
 /** qemu-ga 10.2's Linux commands in registration order. */
 export const QEMU_GA_LINUX_COMMANDS = [
@@ -77,7 +80,17 @@ function collect(...modules: Record<string, unknown>[]): Map<string, AnyCommand>
   return byName;
 }
 
-const implemented = collect(session, time, suspend, accounts, exec, identity);
+const implemented = collect(
+  session,
+  time,
+  suspend,
+  accounts,
+  exec,
+  identity,
+  filesystems,
+  network,
+  cpuMemory,
+);
 
 /** The command table, in registration order. */
 export const COMMANDS: readonly AnyCommand[] = QEMU_GA_LINUX_COMMANDS

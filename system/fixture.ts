@@ -63,7 +63,9 @@ export class FixtureSystem implements SystemAccess {
     return this.#wrap(async () => {
       const real = await Deno.realPath(this.#p(path));
       const root = await Deno.realPath(this.#root);
-      return real.startsWith(root) ? real.slice(root.length) || "/" : real;
+      if (!real.startsWith(root)) return real;
+      const rel = real.slice(root.length);
+      return rel.startsWith("/") ? rel : `/${rel}`;
     });
   }
 

@@ -1,0 +1,496 @@
+/**
+ * guest-network-get-interfaces and guest-network-get-route (qga-reference.md §2.3
+ * "Network").
+ *
+ * qemu-ga walks getifaddrs(3). Deno has no getifaddrs, so the same list is put
+ * together from three sources:
+ * - the links (getifaddrs' AF_PACKET entries, which come first, in ifindex order):
+ *   /sys/class/net/<name>/ifindex through ctx.sys;
+ * - the addresses (the AF_INET then AF_INET6 entries, IPv4 alias labels such as
+ *   `eth0:1` as their own names): Deno.networkInterfaces(), which is getifaddrs
+ *   minus the links, in getifaddrs order;
+ * - the MAC address (SIOCGIFHWADDR): /sys/class/net/<name>/address, the first six
+ *   bytes, zero-padded (`00:00:00:00:00:00` for lo and address-less links; an
+ *   alias label uses its base interface, as the kernel strips `:<label>` in the
+ *   ioctl).
+ * Addresses are re-printed as glibc's inet_ntop prints them.
+ *
+ * @module
+ */
+
+import { QgaError } from "../schema/errors.ts";
+import { array, enumType, int, str, struct, uint64 } from "../schema/types.ts";
+import { type SystemAccess, toSysError } from "../system/mod.ts";
+import { defineCommand } from "./types.ts";
+
+/** A uint64 as a number when it is exactly representable, else a bigint. */
+function u64(v: bigint): number | bigint {
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
+// ---------------------------------------------------------------------------------
+// Address text
+
+/** Parses a dotted-quad IPv4 address; null when malformed. */
+export function parseIPv4(s: string): Uint8Array | null {
+  const parts = s.split(".");
+  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) {
+    return null;
+  }
+  return Uint8Array.from(parts, Number);
+}
+
+/** Parses an IPv6 address (with `::` and an optional dotted IPv4 tail); null when malformed. */
+export function parseIPv6(s: string): Uint8Array | null {
+  const pct = s.indexOf("%");
+  if (pct >= 0) s = s.slice(0, pct);
+  const halves = s.split("::");
+  if (halves.length > 2) return null;
+  const words = (part: string): number[] | null => {
+    if (part === "") return [];
+    const out: number[] = [];
+    const groups = part.split(":");
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i]!;
+      if (i === groups.length - 1 && g.includes(".")) {
+        const v4 = parseIPv4(g);
+        if (!v4) return null;
+        out.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
+      } else if (/^[0-9a-fA-F]{1,4}$/.test(g)) {
+        out.push(parseInt(g, 16));
+      } else {
+        return null;
+      }
+    }
+    return out;
+  };
+  const head = words(halves[0]!);
+  const tail = halves.length === 2 ? words(halves[1]!) : [];
+  if (!head || !tail) return null;
+  const fill = 8 - head.length - tail.length;
+  if (halves.length === 2 ? fill < 1 : fill !== 0) return null;
+  const all = [...head, ...new Array<number>(fill).fill(0), ...tail];
+  const bytes = new Uint8Array(16);
+  all.forEach((w, i) => {
+    bytes[2 * i] = w >> 8;
+    bytes[2 * i + 1] = w & 0xff;
+  });
+  return bytes;
+}
+
+/**
+ * Formats 16 bytes as glibc's inet_ntop(AF_INET6) does: lower-case hex, the first
+ * longest run of two or more zero groups as `::`, and a dotted IPv4 tail only for
+ * `::a.b.c.d` (six leading zero groups) and `::ffff:a.b.c.d`.
+ */
+export function formatIPv6(b: Uint8Array): string {
+  const w = Array.from({ length: 8 }, (_, i) => (b[2 * i]! << 8) | b[2 * i + 1]!);
+  let best = { base: -1, len: 0 };
+  let cur = { base: -1, len: 0 };
+  for (let i = 0; i < 8; i++) {
+    if (w[i] === 0) {
+      if (cur.base < 0) cur = { base: i, len: 1 };
+      else cur.len++;
+    } else if (cur.base >= 0) {
+      if (best.base < 0 || cur.len > best.len) best = cur;
+      cur = { base: -1, len: 0 };
+    }
+  }
+  if (cur.base >= 0 && (best.base < 0 || cur.len > best.len)) best = cur;
+  if (best.base >= 0 && best.len < 2) best = { base: -1, len: 0 };
+  let s = "";
+  for (let i = 0; i < 8; i++) {
+    if (best.base >= 0 && i >= best.base && i < best.base + best.len) {
+      if (i === best.base) s += ":";
+      continue;
+    }
+    if (i !== 0) s += ":";
+    if (i === 6 && best.base === 0 && (best.len === 6 || (best.len === 5 && w[5] === 0xffff))) {
+      s += `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+      return s;
+    }
+    s += w[i]!.toString(16);
+  }
+  if (best.base >= 0 && best.base + best.len === 8) s += ":";
+  return s;
+}
+
+function popcount(bytes: Uint8Array): number {
+  let n = 0;
+  for (let x of bytes) {
+    for (; x; x &= x - 1) n++;
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------------------------
+// guest-network-get-interfaces
+
+/** GuestIpAddressType (1.1). */
+export const GuestIpAddressType = enumType("GuestIpAddressType", ["ipv4", "ipv6"]);
+
+/** GuestIpAddress (1.1). */
+export const GuestIpAddress = struct("GuestIpAddress", {
+  "ip-address": str,
+  "ip-address-type": GuestIpAddressType,
+  prefix: int,
+});
+
+/** GuestNetworkInterfaceStat (2.11). */
+export const GuestNetworkInterfaceStat = struct("GuestNetworkInterfaceStat", {
+  "rx-bytes": uint64,
+  "rx-packets": uint64,
+  "rx-errs": uint64,
+  "rx-dropped": uint64,
+  "tx-bytes": uint64,
+  "tx-packets": uint64,
+  "tx-errs": uint64,
+  "tx-dropped": uint64,
+});
+
+/** GuestNetworkInterface (1.1; statistics 2.11). */
+export const GuestNetworkInterface = struct("GuestNetworkInterface", {
+  name: str,
+  "*hardware-address": str,
+  "*ip-addresses": array(GuestIpAddress),
+  "*statistics": GuestNetworkInterfaceStat,
+});
+
+/** A GuestIpAddress value. */
+export interface IpAddress {
+  "ip-address": string;
+  "ip-address-type": "ipv4" | "ipv6";
+  prefix: number;
+}
+
+/** A GuestNetworkInterface value. */
+export interface NetworkInterface {
+  name: string;
+  "hardware-address"?: string;
+  "ip-addresses"?: IpAddress[];
+  statistics?: Record<string, number | bigint>;
+}
+
+/** The part of Deno.NetworkInterfaceInfo the command uses. */
+export interface InterfaceAddress {
+  family: "IPv4" | "IPv6";
+  name: string;
+  address: string;
+  netmask: string;
+}
+
+/**
+ * The eight counters qemu-ga takes from a /proc/net/dev line: the line whose
+ * text before the first `:` (after leading blanks) is exactly `name`, with all
+ * sixteen numbers present. Null when there is none.
+ */
+export function netDevStats(text: string, name: string): Record<string, number | bigint> | null {
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/^\s+/, "");
+    const colon = line.indexOf(":");
+    if (colon < 0 || line.slice(0, colon) !== name) continue;
+    const nums = line.slice(colon + 1).trim().split(/\s+/);
+    const v: bigint[] = [];
+    for (const t of nums.slice(0, 16)) {
+      const m = /^[+-]?\d+/.exec(t);
+      if (!m) break;
+      v.push(BigInt.asUintN(64, BigInt(m[0])));
+    }
+    if (v.length !== 16) continue;
+    const at = (i: number) => u64(v[i]!);
+    return {
+      "rx-bytes": at(0),
+      "rx-packets": at(1),
+      "rx-errs": at(2),
+      "rx-dropped": at(3),
+      "tx-bytes": at(8),
+      "tx-packets": at(9),
+      "tx-errs": at(10),
+      "tx-dropped": at(11),
+    };
+  }
+  return null;
+}
+
+/** SIOCGIFHWADDR's answer from sysfs: the first six bytes of `address`, zero-padded. */
+async function hardwareAddress(sys: SystemAccess, name: string): Promise<string | undefined> {
+  const base = name.split(":")[0]!;
+  let text: string;
+  try {
+    text = await sys.readTextFile(`/sys/class/net/${base}/address`);
+  } catch {
+    return undefined;
+  }
+  const bytes = text.trim() === "" ? [] : text.trim().split(":").map((h) => parseInt(h, 16) & 0xff);
+  const six = Array.from({ length: 6 }, (_, i) => bytes[i] ?? 0);
+  return six.map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+/** The links in getifaddrs' order (ifindex). */
+async function links(sys: SystemAccess): Promise<string[]> {
+  let entries;
+  try {
+    entries = await sys.readDir("/sys/class/net");
+  } catch (e) {
+    throw new QgaError(`getifaddrs failed: ${toSysError(e).strerror}`);
+  }
+  const indexed: { name: string; index: number }[] = [];
+  for (const e of entries) {
+    let index = Number.MAX_SAFE_INTEGER;
+    try {
+      index = Number((await sys.readTextFile(`/sys/class/net/${e.name}/ifindex`)).trim());
+    } catch {
+      // Vanished meanwhile: keep it last.
+    }
+    indexed.push({ name: e.name, index });
+  }
+  return indexed.sort((a, b) => a.index - b.index).map((l) => l.name);
+}
+
+/**
+ * Builds guest-network-get-interfaces' list from the links in `sys` and the
+ * addresses Deno.networkInterfaces() reported (`addrs`, in its order).
+ */
+export async function getInterfaces(
+  sys: SystemAccess,
+  addrs: readonly InterfaceAddress[],
+): Promise<NetworkInterface[]> {
+  const names = await links(sys);
+  for (const a of addrs) if (!names.includes(a.name)) names.push(a.name);
+  let netDev: string | null | undefined;
+  const out: NetworkInterface[] = [];
+  for (const name of names) {
+    const info: NetworkInterface = { name };
+    const hw = await hardwareAddress(sys, name);
+    if (hw !== undefined) info["hardware-address"] = hw;
+    const ips: IpAddress[] = [];
+    for (const a of addrs) {
+      if (a.name !== name) continue;
+      const v4 = a.family === "IPv4";
+      const bytes = v4 ? parseIPv4(a.address) : parseIPv6(a.address);
+      if (!bytes) throw new QgaError(`inet_ntop failed: unexpected address "${a.address}"`);
+      const mask = v4 ? parseIPv4(a.netmask) : parseIPv6(a.netmask);
+      ips.push({
+        "ip-address": v4 ? [...bytes].join(".") : formatIPv6(bytes),
+        "ip-address-type": v4 ? "ipv4" : "ipv6",
+        prefix: mask ? popcount(mask) : 0,
+      });
+    }
+    if (ips.length > 0) {
+      info["ip-addresses"] = ips;
+      if (netDev === undefined) {
+        try {
+          netDev = await sys.readTextFile("/proc/net/dev");
+        } catch {
+          netDev = null;
+        }
+      }
+      const stats = netDev === null ? null : netDevStats(netDev, name);
+      if (stats) info.statistics = stats;
+    }
+    out.push(info);
+  }
+  return out;
+}
+
+function denoAddresses(): InterfaceAddress[] {
+  return Deno.networkInterfaces().map((i) => ({
+    family: i.family,
+    name: i.name,
+    address: i.address,
+    netmask: i.netmask,
+  }));
+}
+
+/** guest-network-get-interfaces. */
+export const guestNetworkGetInterfaces = defineCommand<Record<string, never>, NetworkInterface[]>({
+  name: "guest-network-get-interfaces",
+  since: "1.1",
+  doc: "Lists the network interfaces with their MAC and IP addresses and counters",
+  differences:
+    "Built from /sys/class/net and Deno.networkInterfaces() instead of getifaddrs(3); the " +
+    "MAC address is read from sysfs instead of SIOCGIFHWADDR.",
+  returns: array(GuestNetworkInterface),
+  needs: { helper: ["read"], sys: ["networkInterfaces"] },
+  handler: (_args, ctx) => getInterfaces(ctx.sys, denoAddresses()),
+});
+
+// ---------------------------------------------------------------------------------
+// guest-network-get-route
+
+/** GuestNetworkRoute (9.1). */
+export const GuestNetworkRoute = struct("GuestNetworkRoute", {
+  iface: str,
+  destination: str,
+  metric: int,
+  "*gateway": str,
+  "*mask": str,
+  "*irtt": int,
+  "*flags": uint64,
+  "*refcnt": int,
+  "*use": int,
+  "*window": int,
+  "*mtu": int,
+  "*desprefixlen": str,
+  "*source": str,
+  "*srcprefixlen": str,
+  "*nexthop": str,
+  version: int,
+});
+
+/** A GuestNetworkRoute value. */
+export interface NetworkRoute {
+  iface: string;
+  destination: string;
+  metric: number;
+  gateway?: string;
+  mask?: string;
+  irtt?: number;
+  flags?: number | bigint;
+  refcnt?: number;
+  use?: number;
+  window?: number;
+  mtu?: number;
+  desprefixlen?: string;
+  source?: string;
+  srcprefixlen?: string;
+  nexthop?: string;
+  version: number;
+}
+
+/** `%x`/`%X` into an unsigned int: hex digits (optional 0x), wrapped to 32 bits. */
+function hex32(t: string | undefined): number | null {
+  const m = t === undefined ? null : /^([+-]?)(?:0[xX])?([0-9a-fA-F]+)/.exec(t);
+  if (!m) return null;
+  const v = BigInt.asUintN(32, BigInt(`0x${m[2]}`));
+  return Number(m[1] === "-" ? BigInt.asUintN(32, -v) : v);
+}
+
+/** `%d` into an int: decimal, wrapped to 32 bits. */
+function dec32(t: string | undefined): number | null {
+  const m = t === undefined ? null : /^[+-]?\d+/.exec(t);
+  return m ? Number(BigInt.asIntN(32, BigInt(m[0]))) : null;
+}
+
+/** The host-order int of /proc/net/route as a dotted quad (low byte first). */
+function routeIPv4(v: number): string {
+  return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff].join(".");
+}
+
+/** 32 hex digits of /proc/net/ipv6_route as inet_ntop text; null when malformed. */
+function routeIPv6(hex: string): string | null {
+  const bytes = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) {
+    const m = /^[0-9a-fA-F]{1,2}/.exec(hex.slice(i * 2, i * 2 + 2));
+    if (!m) return null;
+    bytes[i] = parseInt(m[0], 16);
+  }
+  return formatIPv6(bytes);
+}
+
+/** Parses /proc/net/route (its first line is the header). */
+export function parseRouteV4(text: string): NetworkRoute[] {
+  const out: NetworkRoute[] = [];
+  const lines = text.split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  // The first line is the header.
+  for (const line of lines.slice(1)) {
+    const t = line.trim().split(/\s+/);
+    const iface = t[0];
+    const dest = hex32(t[1]), gw = hex32(t[2]), flags = hex32(t[3]);
+    const refcnt = dec32(t[4]), use = dec32(t[5]), metric = dec32(t[6]);
+    const mask = hex32(t[7]), mtu = dec32(t[8]), window = dec32(t[9]), irtt = dec32(t[10]);
+    if (
+      !iface || dest === null || gw === null || flags === null || refcnt === null || use === null ||
+      metric === null || mask === null || mtu === null || window === null || irtt === null
+    ) continue;
+    out.push({
+      iface,
+      destination: routeIPv4(dest),
+      metric,
+      gateway: routeIPv4(gw),
+      mask: routeIPv4(mask),
+      irtt,
+      flags,
+      refcnt,
+      use,
+      window,
+      mtu,
+      version: 4,
+    });
+  }
+  return out;
+}
+
+/** Parses /proc/net/ipv6_route (no header; every number hex). */
+export function parseRouteV6(text: string): NetworkRoute[] {
+  const out: NetworkRoute[] = [];
+  for (const line of text.split("\n")) {
+    const t = line.trim().split(/\s+/);
+    if (t.length < 10 || t[0] === "") continue;
+    const nums = [t[1], t[3], t[5], t[6], t[7], t[8]].map(hex32);
+    if (nums.some((n) => n === null)) continue;
+    const [desLen, srcLen, metric, refcnt, use, flags] = nums.map((n) => n! | 0) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    const destination = routeIPv6(t[0]!.slice(0, 32));
+    if (destination === null) continue;
+    const route: NetworkRoute = { iface: t[9]!, destination, metric, version: 6 };
+    route.flags = u64(BigInt.asUintN(64, BigInt(flags)));
+    route.refcnt = refcnt;
+    route.use = use;
+    route.desprefixlen = String(desLen);
+    const source = routeIPv6(t[2]!.slice(0, 32));
+    if (source !== null) route.source = source;
+    route.srcprefixlen = String(srcLen);
+    const nexthop = routeIPv6(t[4]!.slice(0, 32));
+    if (nexthop !== null) route.nexthop = nexthop;
+    out.push(route);
+  }
+  return out;
+}
+
+/**
+ * Builds guest-network-get-route's list: IPv4 routes, then IPv6. A route file that
+ * cannot be opened makes the command fail with `open("<file>"): <errno>` (qemu-ga
+ * sets the error and goes on, so the reply is the error).
+ */
+export async function getRoutes(sys: SystemAccess): Promise<NetworkRoute[]> {
+  const out: NetworkRoute[] = [];
+  let error: QgaError | undefined;
+  for (
+    const [file, parse] of [["/proc/net/route", parseRouteV4], [
+      "/proc/net/ipv6_route",
+      parseRouteV6,
+    ]] as const
+  ) {
+    let text: string;
+    try {
+      text = await sys.readTextFile(file);
+    } catch (e) {
+      error ??= new QgaError(`open("${file}"): ${toSysError(e).strerror}`);
+      continue;
+    }
+    out.push(...parse(text));
+  }
+  if (error) throw error;
+  return out;
+}
+
+/** guest-network-get-route. */
+export const guestNetworkGetRoute = defineCommand<Record<string, never>, NetworkRoute[]>({
+  name: "guest-network-get-route",
+  since: "9.1",
+  doc: "Lists the IPv4 and IPv6 routing tables (/proc/net/route, /proc/net/ipv6_route)",
+  differences:
+    "When neither route file can be opened qemu-ga aborts (a second error_setg); this agent " +
+    "reports the first error.",
+  returns: array(GuestNetworkRoute),
+  needs: { helper: ["read"] },
+  handler: (_args, ctx) => getRoutes(ctx.sys),
+});
