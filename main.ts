@@ -16,6 +16,7 @@ import { leastPrivilegeCommand, projectDir, shellQuote } from "./agent/permissio
 import { QEMU_GA_VERSION, VERSION } from "./agent/version.ts";
 import { DirectSystem } from "./system/direct.ts";
 import { openTransport } from "./transport/mod.ts";
+import { thawAll } from "./commands/fsfreeze.ts";
 
 const encoder = new TextEncoder();
 
@@ -75,6 +76,7 @@ async function main(args: string[]): Promise<number> {
     startHelper: () => Promise.reject(new Error("the privileged helper is not built yet")),
     createSystem: () => new DirectSystem(),
     openTransport,
+    thawAll: (agent) => thawAll(agent.context),
   });
 }
 

@@ -17,7 +17,7 @@ import { array, bool, str, struct } from "../schema/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import { toSysError } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
-import { runGaCommand } from "./exec.ts";
+import { runGaCommand } from "./run_command.ts";
 
 /** The password program (qemu-ga runs `chpasswd` from PATH). */
 export const CHPASSWD_PATH = "/usr/sbin/chpasswd";
@@ -272,7 +272,7 @@ export const guestSetUserPassword = defineCommand<
     input.set(raw, name.length);
     input[input.length - 1] = 0x0a;
     const argv = args.crypted ? [CHPASSWD_PATH, "-e"] : [CHPASSWD_PATH];
-    await runGaCommand(ctx, argv, { action: "set user password", input });
+    await runGaCommand(ctx, argv, "set user password", { input });
     return {};
   },
 });

@@ -1,6 +1,6 @@
 /**
  * guest-exec and guest-exec-status (qga-reference.md §2.3 "Process execution",
- * §3.2), plus {@link runGaCommand}: qemu-ga's ga_run_command error texts (§4.6)
+ * §3.2)
  * for the commands that run a helper program (set-time, set-user-password).
  *
  * Children are started with Deno.Command, so which programs may run is exactly
@@ -319,49 +319,3 @@ export const guestExecStatus = defineCommand<{ pid: bigint }, ExecStatus>({
     return st;
   },
 });
-
-/** Result of {@link runGaCommand} on success: the program's merged output. */
-export interface GaRunOutput {
-  output: Uint8Array;
-}
-
-/**
- * Runs a helper program through ctx.run and turns failures into qemu-ga 10.2's
- * ga_run_command texts (§4.6), `action` being e.g. "set user password". A program
- * that cannot be executed reads as the child's perror line, as in qemu-ga:
- * `child process has failed to <action>: failed to exec '<argv0>': <errno>\n`.
- * A sandbox refusal is re-thrown unchanged for the dispatcher to name.
- */
-export async function runGaCommand(
-  ctx: Context,
-  argv: string[],
-  opts: { action: string; input?: Uint8Array },
-): Promise<GaRunOutput> {
-  let res;
-  try {
-    res = await ctx.run(argv, opts.input ? { input: opts.input } : undefined);
-  } catch (e) {
-    if (e instanceof SysError && !e.message.startsWith("sandbox refused")) {
-      throw new QgaError(
-        `child process has failed to ${opts.action}: failed to exec '${argv[0]}': ${e.strerror}\n`,
-      );
-    }
-    throw e;
-  }
-  const text = cString(new TextDecoder().decode(res.output));
-  if (res.code === null) {
-    throw new QgaError(
-      res.output.length > 0
-        ? `child process has terminated abnormally: ${text}`
-        : "child process has terminated abnormally",
-    );
-  }
-  if (res.code !== 0) {
-    throw new QgaError(
-      res.output.length > 0
-        ? `child process has failed to ${opts.action}: ${text}`
-        : `child process has failed to ${opts.action}: exit status ${res.code}`,
-    );
-  }
-  return { output: res.output };
-}

@@ -8,6 +8,9 @@
 
 import type { CommandDef } from "./types.ts";
 import * as session from "./session.ts";
+import * as file from "./file.ts";
+import * as fsfreeze from "./fsfreeze.ts";
+import * as power from "./power.ts";
 import * as time from "./time.ts";
 import * as suspend from "./suspend.ts";
 import * as accounts from "./accounts.ts";
@@ -72,7 +75,9 @@ function collect(...modules: Record<string, unknown>[]): Map<string, AnyCommand>
   for (const mod of modules) {
     for (const v of Object.values(mod)) {
       const c = v as Partial<AnyCommand>;
-      if (c && typeof c === "object" && typeof c.name === "string" && typeof c.handler === "function") {
+      if (
+        c && typeof c === "object" && typeof c.name === "string" && typeof c.handler === "function"
+      ) {
         byName.set(c.name, c as AnyCommand);
       }
     }
@@ -82,6 +87,9 @@ function collect(...modules: Record<string, unknown>[]): Map<string, AnyCommand>
 
 const implemented = collect(
   session,
+  file,
+  fsfreeze,
+  power,
   time,
   suspend,
   accounts,

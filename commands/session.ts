@@ -14,7 +14,8 @@ const SyncArgs = struct("", { id: int });
 export const guestSyncDelimited = defineCommand<{ id: bigint }, bigint>({
   name: "guest-sync-delimited",
   since: "1.1",
-  doc: "Echo `id` back, the reply preceded by a 0xFF byte so a client can find it in a dirty stream.",
+  doc:
+    "Echo `id` back, the reply preceded by a 0xFF byte so a client can find it in a dirty stream.",
   args: SyncArgs,
   returns: int,
   allowedWhileFrozen: true,

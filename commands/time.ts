@@ -12,7 +12,7 @@
 import { QgaError } from "../schema/errors.ts";
 import { int, struct } from "../schema/types.ts";
 import { defineCommand } from "./types.ts";
-import { runGaCommand } from "./exec.ts";
+import { runGaCommand } from "./run_command.ts";
 import { localZone } from "./identity.ts";
 
 /** The programs guest-set-time runs. */
@@ -89,9 +89,11 @@ export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, neve
         );
       }
     }
-    await runGaCommand(ctx, [HWCLOCK_PATH, args.time !== undefined ? "-w" : "-s"], {
-      action: "set hardware clock to system time",
-    });
+    await runGaCommand(
+      ctx,
+      [HWCLOCK_PATH, args.time !== undefined ? "-w" : "-s"],
+      "set hardware clock to system time",
+    );
     return {};
   },
 });

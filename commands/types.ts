@@ -83,7 +83,10 @@ export interface Context {
    * Runs a program as ga_run_command does: setsid, stdin from `input` or /dev/null,
    * stdout+stderr captured together. Throws SysError when it cannot be spawned.
    */
-  run(argv: string[], opts?: { input?: Uint8Array; env?: Record<string, string> }): Promise<RunResult>;
+  run(
+    argv: string[],
+    opts?: { input?: Uint8Array; env?: Record<string, string> },
+  ): Promise<RunResult>;
 }
 
 /** A command of the table. */

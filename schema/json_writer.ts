@@ -99,7 +99,9 @@ export function quoteString(s: string): string {
     }
     if ((cp >= 0xd800 && cp <= 0xdfff) || isNonCharacter(cp)) cp = 0xfffd;
     if (cp > 0xffff) {
-      out += `\\u${hex4(0xd800 + ((cp - 0x10000) >> 10))}\\u${hex4(0xdc00 + ((cp - 0x10000) & 0x3ff))}`;
+      out += `\\u${hex4(0xd800 + ((cp - 0x10000) >> 10))}\\u${
+        hex4(0xdc00 + ((cp - 0x10000) & 0x3ff))
+      }`;
     } else if (cp < 0x20 || cp >= 0x7f) {
       out += `\\u${hex4(cp)}`;
     } else {
@@ -277,7 +279,9 @@ export function writeValue(v: unknown, type: TypeDesc | undefined): string {
     }}`;
   }
   keys = Object.keys(obj).filter((k) => obj[k] !== undefined);
-  return `{${qdictOrder(keys).map((k) => `${quoteString(k)}: ${writeValue(obj[k], undefined)}`).join(", ")}}`;
+  return `{${
+    qdictOrder(keys).map((k) => `${quoteString(k)}: ${writeValue(obj[k], undefined)}`).join(", ")
+  }}`;
 }
 
 /** A reply ready to be written: the JSON text without the trailing newline. */
@@ -298,5 +302,7 @@ export function errorReply(errorClass: string, desc: string, id: unknown): strin
 
 function orderPairs(pairs: readonly (readonly [string, string])[]): string {
   const byKey = new Map(pairs);
-  return `{${qdictOrder(pairs.map((p) => p[0])).map((k) => `${quoteString(k)}: ${byKey.get(k)}`).join(", ")}}`;
+  return `{${
+    qdictOrder(pairs.map((p) => p[0])).map((k) => `${quoteString(k)}: ${byKey.get(k)}`).join(", ")
+  }}`;
 }

@@ -33,7 +33,25 @@ class GHashModel {
   #nnodes = 0;
   #noccupied = 0;
 
-  static readonly #PRIMES = [1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521];
+  static readonly #PRIMES = [
+    1,
+    2,
+    3,
+    7,
+    13,
+    31,
+    61,
+    127,
+    251,
+    509,
+    1021,
+    2039,
+    4093,
+    8191,
+    16381,
+    32749,
+    65521,
+  ];
 
   #slotFor(key: string, hash: number): number {
     const size = 1 << this.#shift;
@@ -82,7 +100,10 @@ class GHashModel {
 
   #maybeResize(): void {
     const size = 1 << this.#shift;
-    if ((size > this.#nnodes * 4 && size > 8) || size <= this.#noccupied + Math.floor(this.#noccupied / 16)) {
+    if (
+      (size > this.#nnodes * 4 && size > 8) ||
+      size <= this.#noccupied + Math.floor(this.#noccupied / 16)
+    ) {
       let n = Math.floor(this.#nnodes * 1.333);
       let shift = 0;
       for (; n; shift++) n >>= 1;
@@ -116,7 +137,10 @@ class GHashModel {
  * schema order: the "unexpected" member qemu reports. Exact while the table never
  * resizes (under 8 keys); larger tables are modelled by re-inserting in slot order.
  */
-export function firstRemainingKey(keys: readonly string[], removedInOrder: readonly string[]): string | undefined {
+export function firstRemainingKey(
+  keys: readonly string[],
+  removedInOrder: readonly string[],
+): string | undefined {
   const h = new GHashModel();
   for (const k of qdictOrder(keys)) h.insert(k);
   for (const k of removedInOrder) h.remove(k);

@@ -93,6 +93,12 @@ const STRERROR: Record<string, string> = {
   EFBIG: "File too large",
   ENOTEMPTY: "Directory not empty",
   EINTR: "Interrupted system call",
+  EOVERFLOW: "Value too large for defined data type",
+  EDQUOT: "Disk quota exceeded",
+  ENOEXEC: "Exec format error",
+  EXDEV: "Invalid cross-device link",
+  E2BIG: "Argument list too long",
+  ENFILE: "Too many open files in system",
 };
 
 /** strerror(3) text for an errno name; the name itself when unknown. */
@@ -114,6 +120,6 @@ export function toSysError(e: unknown): SysError {
   }
   const m = /^(.*?) \(os error \d+\)/.exec(message);
   const code = typeof err?.code === "string" && err.code.startsWith("E") ? err.code : "EIO";
-  const text = m?.[1] ?? STRERROR[code] ?? message;
+  const text = STRERROR[code] ?? m?.[1] ?? message;
   return new SysError(code, text, message);
 }

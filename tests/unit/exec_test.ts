@@ -6,7 +6,6 @@ import {
   type ExecStatus,
   guestExec,
   guestExecStatus,
-  runGaCommand,
 } from "../../commands/exec.ts";
 import type { Context } from "../../commands/types.ts";
 import { QgaError } from "../../schema/errors.ts";
@@ -292,39 +291,3 @@ Deno.test("guest-exec refuses to track more than the bound of processes", async 
   assert.ok((await exec(ctx, { path: "/bin/true" })) > 0);
 });
 
-Deno.test("runGaCommand turns failures into ga_run_command's texts", async () => {
-  const cases: [ReturnType<typeof fakeContext>, string][] = [
-    [
-      fakeContext({
-        run: () => ({ code: 1, signal: null, output: new TextEncoder().encode("bad\n") }),
-      }),
-      "child process has failed to set user password: bad\n",
-    ],
-    [
-      fakeContext({ run: () => ({ code: 2, signal: null, output: new Uint8Array() }) }),
-      "child process has failed to set user password: exit status 2",
-    ],
-    [
-      fakeContext({ run: () => ({ code: null, signal: "SIGKILL", output: new Uint8Array() }) }),
-      "child process has terminated abnormally",
-    ],
-    [
-      fakeContext({
-        run: () => {
-          throw new SysError("ENOENT", "No such file or directory");
-        },
-      }),
-      "child process has failed to set user password: failed to exec '/usr/sbin/chpasswd': " +
-      "No such file or directory\n",
-    ],
-  ];
-  for (const [ctx, desc] of cases) {
-    await assert.rejects(
-      () => runGaCommand(ctx, ["/usr/sbin/chpasswd"], { action: "set user password" }),
-      qgaError(desc),
-    );
-  }
-  const ok = fakeContext({ run: () => ({ code: 0, signal: null, output: new Uint8Array() }) });
-  await runGaCommand(ok, ["/sbin/hwclock", "-s"], { action: "set hardware clock to system time" });
-  assert.deepEqual(ok.runs, [{ argv: ["/sbin/hwclock", "-s"] }]);
-});

@@ -1,0 +1,73 @@
+/**
+ * qemu-ga 10.2's ga_run_command (qga-reference.md §4.6): how helper programs
+ * (shutdown, hwclock, chpasswd, the fsfreeze hook) are run and how their failures
+ * read: `child process has failed to <action>: <output>` (or `: exit status N`
+ * when the program printed nothing), `child process has terminated abnormally[:
+ * <output>]` for a signal, and, for a program that cannot be executed, the text
+ * qemu-ga's child prints after execvp fails: `failed to exec '<argv0>': <errno>\n`.
+ * A refusal by the agent's sandbox is re-thrown as it is, for the dispatcher to name.
+ *
+ * @module
+ */
+
+import { QgaError } from "../schema/errors.ts";
+import { strerror, SysError } from "../system/mod.ts";
+import type { Context, RunResult } from "./types.ts";
+
+/** Output as qemu-ga prints it: a C string, so it ends at the first NUL. */
+function cString(bytes: Uint8Array): string {
+  const text = new TextDecoder().decode(bytes);
+  const nul = text.indexOf("\0");
+  return nul >= 0 ? text.slice(0, nul) : text;
+}
+
+/** True for the SysError toSysError makes of a Deno NotCapable. */
+export function isSandboxRefusal(e: unknown): boolean {
+  return e instanceof SysError && e.message.startsWith("sandbox refused");
+}
+
+/** What qemu-ga's child reports when execvp fails: the perror text, exit status 1. */
+export function execFailure(program: string, e: SysError): RunResult {
+  return {
+    code: 1,
+    signal: null,
+    output: new TextEncoder().encode(`failed to exec '${program}': ${strerror(e.code)}\n`),
+  };
+}
+
+/** Throws ga_run_command's error for a finished program that did not succeed. */
+export function checkRunResult(r: RunResult, action: string): void {
+  const output = cString(r.output);
+  if (r.code === null) {
+    throw new QgaError(
+      output
+        ? `child process has terminated abnormally: ${output}`
+        : "child process has terminated abnormally",
+    );
+  }
+  if (r.code !== 0) {
+    throw new QgaError(
+      output
+        ? `child process has failed to ${action}: ${output}`
+        : `child process has failed to ${action}: exit status ${r.code}`,
+    );
+  }
+}
+
+/** Runs `argv` as ga_run_command does; returns the program's merged output on success. */
+export async function runGaCommand(
+  ctx: Context,
+  argv: string[],
+  action: string,
+  opts: { input?: Uint8Array; env?: Record<string, string> } = {},
+): Promise<Uint8Array> {
+  let r: RunResult;
+  try {
+    r = await ctx.run(argv, opts);
+  } catch (e) {
+    if (!(e instanceof SysError) || isSandboxRefusal(e)) throw e;
+    r = execFailure(argv[0] ?? "", e);
+  }
+  checkRunResult(r, action);
+  return r.output;
+}
