@@ -1,0 +1,530 @@
+/**
+ * `deno-qga client`: talk to a guest agent from the host, through a unix socket.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  type CopyProgress,
+  type ExecResult,
+  MAX_READ_CHUNK,
+  MAX_WRITE_CHUNK,
+  QgaClient,
+  type QgaReply,
+} from "./client.ts";
+import { QgaClientError, QgaReplyError } from "./errors.ts";
+import { type JsonValue, parseJson, stringifyJson } from "./json.ts";
+import { formatSummary, ProgressBar } from "./progress.ts";
+
+/** Help text of `deno-qga client`. */
+export const CLIENT_USAGE =
+  `Usage: deno-qga client -s SOCKET [--timeout S] [--raw] COMMAND [ARGS...]
+
+Talks to a QEMU guest agent (deno-qga or qemu-ga) through a unix socket: a QEMU
+chardev socket on the host, or an agent started with -m unix-listen. Before the
+first command the client resynchronises (0xFF, then guest-sync-delimited).
+
+Options:
+  -s, --socket PATH   the agent's unix socket (required)
+  -t, --timeout S     seconds to wait for each reply (default 10)
+      --raw           print the reply line exactly as the agent sent it
+  -h, --help          show this help
+
+Commands:
+  NAME [KEY=VALUE...]       run a command; "guest-" is added when NAME lacks it.
+                            VALUE is parsed as JSON when it parses, else taken
+                            as a string; a dotted KEY (a.b=1) builds nested
+                            objects. Prints the "return" value as indented JSON.
+  '{"execute": ...}'        send this JSON request as it is
+  ping                      guest-ping; exit 0 when the agent answers
+  info                      table of the agent's commands and whether enabled
+  status                    guest-fsfreeze-status: "thawed" or "frozen"
+  freeze [MOUNTPOINT...]    freeze all filesystems, or only these mount points
+  thaw                      thaw frozen filesystems
+  exec [--input FILE] [--max-time S] -- PROG [ARG...]
+                            run PROG in the guest, print its stdout and stderr
+                            and exit with its exit code (128+N for signal N).
+                            --input FILE feeds FILE ("-": this stdin) to PROG.
+  copy-in [--chunk-size N] LOCAL REMOTE
+                            copy a local file into the guest
+  copy-out [--chunk-size N] REMOTE LOCAL
+                            copy a guest file to a local file
+                            N is bytes, or with a K/M suffix (KiB/MiB); default
+                            1M, at most 48M. A progress bar is drawn on stderr
+                            when it is a terminal; a summary line always is.
+
+Replies that are errors print "error: CLASS: DESC" and exit 1. guest-shutdown and
+guest-suspend-* succeed when no error reply arrives within a second.
+
+Examples:
+  deno-qga client -s /run/qga.sock get-time
+  deno-qga client -s /run/qga.sock guest-file-open path=/etc/hostname mode=r
+  deno-qga client -s /run/qga.sock '{"execute":"guest-sync","arguments":{"id":7}}'
+  deno-qga client -s /run/qga.sock exec -- /bin/sh -c 'uname -a'
+  deno-qga client -s /run/qga.sock copy-out /var/log/syslog ./syslog
+`;
+
+/** Where the CLI writes; tests pass their own. */
+export interface ClientIo {
+  /** Writes bytes to standard output. */
+  stdout(bytes: Uint8Array): Promise<void>;
+  /** Writes bytes to standard error. */
+  stderr(bytes: Uint8Array): Promise<void>;
+  /** Whether standard error is a terminal (progress bars are drawn only then). */
+  stderrIsTerminal: boolean;
+  /** Reads all of standard input. */
+  readStdin(): Promise<Uint8Array>;
+}
+
+/** Commands that send nothing on success (qga-reference.md §1.8). */
+const NO_REPLY_COMMANDS = new Set([
+  "guest-shutdown",
+  "guest-suspend-disk",
+  "guest-suspend-ram",
+  "guest-suspend-hybrid",
+]);
+
+const encoder = new TextEncoder();
+
+async function writeAllTo(file: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
+  let written = 0;
+  while (written < bytes.length) written += await file.write(bytes.subarray(written));
+}
+
+/** The real process streams. */
+export function processIo(): ClientIo {
+  return {
+    stdout: (bytes) => writeAllTo(Deno.stdout, bytes),
+    stderr: (bytes) => writeAllTo(Deno.stderr, bytes),
+    stderrIsTerminal: Deno.stderr.isTerminal(),
+    readStdin: async () => new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer()),
+  };
+}
+
+/** A command-line mistake: printed with a hint to --help, exit status 2. */
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+interface GlobalOptions {
+  socket: string;
+  timeoutMs: number;
+  raw: boolean;
+}
+
+const GLOBAL_OPTIONS = {
+  socket: { type: "string", short: "s" },
+  timeout: { type: "string", short: "t" },
+  raw: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Options taking a value, so their value is not mistaken for the command. */
+const VALUE_OPTIONS = new Set(["-s", "--socket", "-t", "--timeout"]);
+
+function splitGlobal(args: string[]): { global: string[]; command: string[] } {
+  let at = 0;
+  while (at < args.length) {
+    const arg = args[at] ?? "";
+    if (arg === "--") return { global: args.slice(0, at), command: args.slice(at + 1) };
+    if (!arg.startsWith("-") || arg === "-") break;
+    at += VALUE_OPTIONS.has(arg) ? 2 : 1;
+  }
+  return { global: args.slice(0, at), command: args.slice(at) };
+}
+
+function parseSeconds(text: string, option: string): number {
+  const seconds = Number(text);
+  if (text.trim() === "" || !Number.isFinite(seconds) || seconds <= 0) {
+    throw new UsageError(`${option} must be a positive number of seconds: received "${text}"`);
+  }
+  return seconds * 1000;
+}
+
+/**
+ * Parses a byte count: digits with an optional K or M suffix (powers of 1024).
+ *
+ * @example
+ * ```ts
+ * parseSize("4M"); // 4194304
+ * ```
+ */
+export function parseSize(text: string): number {
+  const match = /^([0-9]+)([KkMm]?)(?:i?B)?$/.exec(text.trim());
+  if (match === null) throw new UsageError(`Invalid size "${text}": use bytes, or a K/M suffix`);
+  const unit = (match[2] ?? "").toUpperCase();
+  const factor = unit === "M" ? 1024 * 1024 : unit === "K" ? 1024 : 1;
+  return Number(match[1]) * factor;
+}
+
+/**
+ * Builds a command's arguments from `KEY=VALUE` words. A value that parses as JSON is used
+ * as that JSON (big integers stay exact), anything else is a string; dotted keys nest.
+ *
+ * @example
+ * ```ts
+ * parseKeyValues(["path=/etc/hostname", "count=10", "a.b=true"]);
+ * // { path: "/etc/hostname", count: 10, a: { b: true } }
+ * ```
+ */
+export function parseKeyValues(words: string[]): { [key: string]: JsonValue } {
+  const result: { [key: string]: JsonValue } = {};
+  for (const word of words) {
+    const equals = word.indexOf("=");
+    if (equals <= 0) throw new UsageError(`Expected KEY=VALUE: received "${word}"`);
+    const keys = word.slice(0, equals).split(".");
+    const text = word.slice(equals + 1);
+    let value: JsonValue;
+    try {
+      value = parseJson(text);
+    } catch {
+      value = text;
+    }
+    let target = result;
+    for (const [index, key] of keys.entries()) {
+      if (key === "") throw new UsageError(`Empty key in "${word}"`);
+      if (index === keys.length - 1) {
+        if (key in target) throw new UsageError(`Key "${keys.join(".")}" given twice`);
+        target[key] = value;
+        break;
+      }
+      const next = target[key];
+      if (next === undefined) {
+        const child: { [key: string]: JsonValue } = {};
+        target[key] = child;
+        target = child;
+      } else if (typeof next === "object" && next !== null && !Array.isArray(next)) {
+        target = next as { [key: string]: JsonValue };
+      } else {
+        throw new UsageError(`Key "${keys.slice(0, index + 1).join(".")}" is not an object`);
+      }
+    }
+  }
+  return result;
+}
+
+/** Maps a command word to the agent command name (`get-time` → `guest-get-time`). */
+export function commandName(word: string): string {
+  return word.startsWith("guest-") ? word : `guest-${word}`;
+}
+
+/** Writes text to the CLI's streams, in call order even when a caller does not await. */
+class Output {
+  #io: ClientIo;
+  #last: Promise<void> = Promise.resolve();
+  constructor(io: ClientIo) {
+    this.#io = io;
+  }
+  get io(): ClientIo {
+    return this.#io;
+  }
+  #queue(write: () => Promise<void>): Promise<void> {
+    this.#last = this.#last.then(write);
+    return this.#last;
+  }
+  out(text: string): Promise<void> {
+    return this.#queue(() => this.#io.stdout(encoder.encode(text)));
+  }
+  err(text: string): Promise<void> {
+    return this.#queue(() => this.#io.stderr(encoder.encode(text)));
+  }
+  outBytes(bytes: Uint8Array): Promise<void> {
+    return this.#queue(() => this.#io.stdout(bytes));
+  }
+  errBytes(bytes: Uint8Array): Promise<void> {
+    return this.#queue(() => this.#io.stderr(bytes));
+  }
+}
+
+async function printReply(output: Output, options: GlobalOptions, reply: QgaReply, line: string) {
+  if (options.raw) {
+    await output.out(line + "\n");
+    return "error" in reply ? 1 : 0;
+  }
+  if ("return" in reply) {
+    await output.out(stringifyJson(reply.return, 2) + "\n");
+    return 0;
+  }
+  const error = reply.error;
+  if (typeof error === "object" && error !== null && !Array.isArray(error)) {
+    await output.err(`error: ${String(error.class)}: ${String(error.desc)}\n`);
+  } else {
+    await output.err(`error: ${line}\n`);
+  }
+  return 1;
+}
+
+/** A parsed command, ready to run once connected. */
+type Plan = (client: QgaClient, output: Output) => Promise<number>;
+
+function planNamed(options: GlobalOptions, words: string[]): Plan {
+  const name = commandName(words[0] ?? "");
+  const args = parseKeyValues(words.slice(1));
+  const hasArgs = Object.keys(args).length > 0;
+  if (NO_REPLY_COMMANDS.has(name)) {
+    return async (client) => {
+      await client.executeNoReply(name, hasArgs ? args : undefined);
+      return 0;
+    };
+  }
+  const request = stringifyJson(hasArgs ? { execute: name, arguments: args } : { execute: name });
+  return async (client, output) => {
+    const { reply, line } = await client.executeText(request);
+    return await printReply(output, options, reply, line);
+  };
+}
+
+function planJson(options: GlobalOptions, text: string): Plan {
+  let request: JsonValue;
+  try {
+    request = parseJson(text);
+  } catch (error) {
+    throw new UsageError(`The request is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof request === "object" && request !== null && !Array.isArray(request)) {
+    const name = request.execute;
+    const args = request.arguments;
+    const isObject = typeof args === "object" && args !== null && !Array.isArray(args);
+    if (
+      typeof name === "string" && NO_REPLY_COMMANDS.has(name) && (args === undefined || isObject)
+    ) {
+      return async (client) => {
+        await client.executeNoReply(
+          name,
+          isObject ? args as { [key: string]: JsonValue } : undefined,
+        );
+        return 0;
+      };
+    }
+  }
+  return async (client, output) => {
+    const { reply, line } = await client.executeText(text);
+    return await printReply(output, options, reply, line);
+  };
+}
+
+async function runInfo(client: QgaClient, output: Output): Promise<number> {
+  const info = await client.execute("guest-info");
+  const record = typeof info === "object" && info !== null && !Array.isArray(info) ? info : {};
+  const list = Array.isArray(record.supported_commands) ? record.supported_commands : [];
+  const rows = list.flatMap((entry) =>
+    typeof entry === "object" && entry !== null && !Array.isArray(entry) &&
+      typeof entry.name === "string"
+      ? [{
+        name: entry.name,
+        enabled: entry.enabled === true,
+        success: entry["success-response"] !== false,
+      }]
+      : []
+  ).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  const width = Math.max("COMMAND".length, ...rows.map((row) => row.name.length));
+  const enabled = rows.filter((row) => row.enabled).length;
+  let text = `agent version ${String(record.version)}: ${rows.length} commands, ` +
+    `${enabled} enabled\n\n${"COMMAND".padEnd(width)}  ENABLED  SUCCESS-RESPONSE\n`;
+  for (const row of rows) {
+    text += `${row.name.padEnd(width)}  ${(row.enabled ? "yes" : "no").padEnd(7)}  ` +
+      `${row.success ? "yes" : "no"}\n`;
+  }
+  await output.out(text);
+  return 0;
+}
+
+function planExec(words: string[]): Plan {
+  const { values, positionals } = parseArgs({
+    args: words,
+    options: { input: { type: "string" }, "max-time": { type: "string" } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const [program, ...programArgs] = positionals;
+  if (program === undefined) throw new UsageError("exec needs a program: exec -- PROG [ARG...]");
+  const maxTime = values["max-time"] === undefined
+    ? undefined
+    : parseSeconds(values["max-time"], "--max-time");
+  const inputFile = values.input;
+  return async (client, output) => {
+    let input: Uint8Array | undefined;
+    if (inputFile === "-") input = await output.io.readStdin();
+    else if (inputFile !== undefined) input = await Deno.readFile(inputFile);
+    const result: ExecResult = await client.exec(program, programArgs, {
+      ...(input === undefined ? {} : { input }),
+      ...(maxTime === undefined ? {} : { timeoutMs: maxTime }),
+    });
+    await output.outBytes(result.stdout);
+    await output.errBytes(result.stderr);
+    if (result.stdoutTruncated) await output.err("warning: the agent truncated stdout\n");
+    if (result.stderrTruncated) await output.err("warning: the agent truncated stderr\n");
+    if (result.exitcode !== null) return result.exitcode;
+    if (result.signal !== null) return 128 + result.signal;
+    return 1;
+  };
+}
+
+function planCopy(direction: "copy-in" | "copy-out", words: string[]): Plan {
+  const { values, positionals } = parseArgs({
+    args: words,
+    options: { "chunk-size": { type: "string" } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length !== 2) {
+    throw new UsageError(
+      direction === "copy-in" ? "Usage: copy-in LOCAL REMOTE" : "Usage: copy-out REMOTE LOCAL",
+    );
+  }
+  const [from = "", to = ""] = positionals;
+  const max = direction === "copy-in" ? MAX_WRITE_CHUNK : MAX_READ_CHUNK;
+  const chunkSize = values["chunk-size"] === undefined
+    ? undefined
+    : Math.min(parseSize(values["chunk-size"]), max);
+  if (chunkSize === 0) throw new UsageError("--chunk-size must be at least 1 byte");
+  return async (client, output) => {
+    const bar = output.io.stderrIsTerminal
+      ? new ProgressBar((text) => void output.err(text).catch(() => undefined))
+      : undefined;
+    const copyOptions = {
+      ...(chunkSize === undefined ? {} : { chunkSize }),
+      ...(bar === undefined
+        ? {}
+        : { onProgress: (progress: CopyProgress) => bar.update(progress) }),
+    };
+    try {
+      const result = direction === "copy-in"
+        ? await client.copyIn(from, to, copyOptions)
+        : await client.copyOut(from, to, copyOptions);
+      bar?.finish();
+      await output.err(formatSummary(result.bytes, result.elapsedMs) + "\n");
+    } finally {
+      bar?.finish();
+    }
+    return 0;
+  };
+}
+
+function planCommand(options: GlobalOptions, words: string[]): Plan {
+  const [word = "", ...rest] = words;
+  const noArguments = () => {
+    if (rest.length > 0) throw new UsageError(`${word} takes no arguments`);
+  };
+  if (word.trimStart().startsWith("{")) {
+    if (rest.length > 0) throw new UsageError("A JSON request takes no further arguments");
+    return planJson(options, word);
+  }
+  switch (word) {
+    case "ping":
+      noArguments();
+      return async (client, output) => {
+        const started = performance.now();
+        await client.ping();
+        await output.out(`agent answered in ${(performance.now() - started).toFixed(1)} ms\n`);
+        return 0;
+      };
+    case "info":
+      noArguments();
+      return runInfo;
+    case "status":
+      noArguments();
+      return async (client, output) => {
+        await output.out((await client.fsfreezeStatus()) + "\n");
+        return 0;
+      };
+    case "freeze":
+      return async (client, output) => {
+        const count = await client.freeze(rest.length > 0 ? rest : undefined);
+        await output.out(`frozen ${count} filesystem${count === 1 ? "" : "s"}\n`);
+        return 0;
+      };
+    case "thaw":
+      noArguments();
+      return async (client, output) => {
+        const count = await client.thaw();
+        await output.out(`thawed ${count} filesystem${count === 1 ? "" : "s"}\n`);
+        return 0;
+      };
+    case "exec":
+      return planExec(rest);
+    case "copy-in":
+    case "copy-out":
+      return planCopy(word, rest);
+    default:
+      return planNamed(options, words);
+  }
+}
+
+function parseGlobal(args: string[]): { options: GlobalOptions | "help"; words: string[] } {
+  const { global, command } = splitGlobal(args);
+  const { values } = parseArgs({ args: global, options: GLOBAL_OPTIONS, strict: true });
+  if (values.help === true || command[0] === "help") return { options: "help", words: [] };
+  if (values.socket === undefined) throw new UsageError("Missing -s SOCKET");
+  if (command.length === 0) throw new UsageError("Missing COMMAND");
+  return {
+    options: {
+      socket: values.socket,
+      timeoutMs: values.timeout === undefined ? 10_000 : parseSeconds(values.timeout, "--timeout"),
+      raw: values.raw === true,
+    },
+    words: command,
+  };
+}
+
+function describe(error: unknown): string {
+  if (error instanceof QgaReplyError) return `${error.errorClass}: ${error.desc}`;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+function isParseArgsError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS_");
+}
+
+/** Errors of the local system (a missing or unreadable local file, a refused permission). */
+function isSystemError(error: unknown): boolean {
+  return Object.values(Deno.errors).some((type) => error instanceof type);
+}
+
+/**
+ * Runs `deno-qga client ARGS...` and resolves to the exit status: 0 on success, 1 when the
+ * agent, the connection or a local file failed, 2 for a usage mistake, or `exec`'s program
+ * status. Needs read/write/net access to the socket, and read/write access to copied files.
+ *
+ * @example
+ * ```ts
+ * Deno.exit(await clientMain(["-s", "/run/qga.sock", "ping"]));
+ * ```
+ */
+export async function clientMain(args: string[], io: ClientIo = processIo()): Promise<number> {
+  const output = new Output(io);
+  let options: GlobalOptions;
+  let plan: Plan;
+  try {
+    const parsed = parseGlobal(args);
+    if (parsed.options === "help") {
+      await output.out(CLIENT_USAGE);
+      return 0;
+    }
+    options = parsed.options;
+    plan = planCommand(options, parsed.words);
+  } catch (error) {
+    if (!(error instanceof UsageError || isParseArgsError(error))) throw error;
+    await output.err(`error: ${describe(error)}\nTry "deno-qga client --help".\n`);
+    return 2;
+  }
+  let client: QgaClient | undefined;
+  try {
+    client = await QgaClient.connect(options.socket, { timeoutMs: options.timeoutMs });
+    return await plan(client, output);
+  } catch (error) {
+    if (error instanceof QgaClientError || isSystemError(error)) {
+      await output.err(`error: ${describe(error)}\n`);
+      return 1;
+    }
+    throw error;
+  } finally {
+    await client?.close();
+  }
+}
