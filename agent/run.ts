@@ -44,10 +44,29 @@ function openLogFile(path: string): LogSink {
   return { writeSync: (p) => f.writeSync(p) };
 }
 
+/**
+ * Deno (2.9.2+) starts a V8 inspector on 127.0.0.1:9229 when the process gets
+ * SIGUSR1, which would let any local user attach to a root agent. The server is
+ * created right after the signal listeners run, so it is closed on the next tick,
+ * and again later in case a second signal raced the first.
+ */
+export function closeInspectorOnSigusr1(): void {
+  const close = () => {
+    if (inspector.url()) inspector.close();
+  };
+  Deno.addSignalListener("SIGUSR1", () => {
+    for (const ms of [0, 1, 5, 20, 100, 500]) setTimeout(close, ms);
+  });
+}
+
 /** Runs the agent until a signal or a fatal channel error; returns the exit code. */
 export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promise<number> {
   const { options, commands } = deps;
-  const log = new AgentLog({ verbose: options.verbose, json: deps.jsonLog ?? false, sink: stderrSink });
+  const log = new AgentLog({
+    verbose: options.verbose,
+    json: deps.jsonLog ?? false,
+    sink: stderrSink,
+  });
 
   const wantsHelper = channelNeedsHelper(options) ||
     commands.some((c) => (needsOf(c, options).helper?.length ?? 0) > 0);
@@ -150,11 +169,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
   for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     Deno.addSignalListener(sig, () => void shutdown(`received signal ${sig}, quitting`));
   }
-  // Deno opens a V8 inspector on SIGUSR1 (deno-facts.md §5); a root agent closes it at once.
-  Deno.addSignalListener("SIGUSR1", () => {
-    setTimeout(() => inspector.close(), 50);
-    setTimeout(() => inspector.close(), 500);
-  });
+  closeInspectorOnSigusr1();
 
   try {
     await agent.serve(transport);
