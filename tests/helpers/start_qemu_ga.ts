@@ -111,16 +111,9 @@ export function startQemuGa(options: StartAgentOptions = {}): Promise<StartedAge
  * deno-qga is started the way the differential tests start it (tests/helpers/agents.ts:
  * least-privilege permissions from `main.ts --print-permissions`), so there is one recipe.
  */
-/**
- * Programs the client tests run through guest-exec. Under least privilege deno-qga
- * starts only programs named with --exec-programs (qemu-ga runs anything as root).
- */
-export const TEST_EXEC_PROGRAMS = ["/bin/sh", "/bin/cat", "/bin/sleep", "/bin/echo", "/usr/bin/true"];
-
 async function startDenoQga(options: StartAgentOptions): Promise<StartedAgent> {
-  const agent = await startProjectAgent("deno-qga", {
-    extraArgs: [`--exec-programs=${TEST_EXEC_PROGRAMS.join(",")}`, ...(options.extraArgs ?? [])],
-  });
+  // agents.ts names the programs tests run with --exec-programs.
+  const agent = await startProjectAgent("deno-qga", { extraArgs: options.extraArgs ?? [] });
   return {
     kind: "deno-qga",
     dir: agent.dir,
