@@ -344,7 +344,7 @@ export class FuzzClient {
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new Error("timed out waiting for the sync reply (agent hung?)");
-      let timer: number | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const n = await Promise.race([
         this.#conn.read(chunk),
         new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), left))),
