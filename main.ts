@@ -14,7 +14,8 @@ import { parseCommandLine } from "./cli/options.ts";
 import { runAgent } from "./agent/run.ts";
 import { leastPrivilegeCommand, projectDir, shellQuote } from "./agent/permissions.ts";
 import { QEMU_GA_VERSION, VERSION } from "./agent/version.ts";
-import { DirectSystem } from "./system/direct.ts";
+import { startHelper } from "./system/helper_client.ts";
+import { createSystemAccess } from "./system/real.ts";
 import { openTransport } from "./transport/mod.ts";
 import { thawAll } from "./commands/fsfreeze.ts";
 
@@ -73,8 +74,8 @@ async function main(args: string[]): Promise<number> {
     options,
     commands: COMMANDS,
     version: QEMU_GA_VERSION,
-    startHelper: () => Promise.reject(new Error("the privileged helper is not built yet")),
-    createSystem: () => new DirectSystem(),
+    startHelper,
+    createSystem: createSystemAccess,
     openTransport,
     thawAll: (agent) => thawAll(agent.context),
   });

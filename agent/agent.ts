@@ -38,7 +38,10 @@ export interface AgentInit {
 }
 
 /** Summarises arguments for the audit trail, leaving out sensitive members. */
-export function auditSummary(args: Record<string, unknown> | undefined, sensitive: readonly string[] = []) {
+export function auditSummary(
+  args: Record<string, unknown> | undefined,
+  sensitive: readonly string[] = [],
+) {
   if (!args) return undefined;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(args)) {
@@ -190,11 +193,14 @@ export class Agent {
         n = await conn.read(buf);
       } catch (e) {
         if (this.#stopping) return;
-        this.log.debug(`channel read failed: ${toSysError(e).strerror}`);
-        if (conn.kind === "device") {
+        const err = toSysError(e);
+        // EAGAIN/EINTR: try again; any other read error ends this channel, which the
+        // transport reopens with --retry-path (qemu-ga restarts its main loop).
+        if (err.code === "EAGAIN" || err.code === "EINTR") {
           await new Promise((r) => setTimeout(r, 100));
           continue;
         }
+        this.log.error(`error reading channel: ${err.strerror}`);
         return;
       }
       if (n === null) {

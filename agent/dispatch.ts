@@ -33,7 +33,12 @@ export interface DispatchOutcome {
   args?: Record<string, unknown>;
 }
 
-function fail(errorClass: string, desc: string, id: JsonValue | undefined, extra: Partial<DispatchOutcome> = {}): DispatchOutcome {
+function fail(
+  errorClass: string,
+  desc: string,
+  id: JsonValue | undefined,
+  extra: Partial<DispatchOutcome> = {},
+): DispatchOutcome {
   return { reply: errorReply(errorClass, desc, id), errorClass, ...extra };
 }
 
@@ -54,14 +59,20 @@ function checkRequest(dict: JsonObject): string | undefined {
 }
 
 /** Dispatches one parsed request. */
-export async function dispatch(request: JsonValue, commands: CommandLookup, ctx: Context): Promise<DispatchOutcome> {
+export async function dispatch(
+  request: JsonValue,
+  commands: CommandLookup,
+  ctx: Context,
+): Promise<DispatchOutcome> {
   if (!isObject(request)) return fail("GenericError", "QMP input must be a JSON object", undefined);
   const id = request.get("id");
   const problem = checkRequest(request);
   if (problem) return fail("GenericError", problem, id);
   const name = request.get("execute") as string;
   const cmd = commands.get(name);
-  if (!cmd) return fail("CommandNotFound", `The command ${name} has not been found`, id, { command: name });
+  if (!cmd) {
+    return fail("CommandNotFound", `The command ${name} has not been found`, id, { command: name });
+  }
   const reason = commands.disabledReason(name);
   if (reason !== undefined) {
     const desc = `Command ${name} has been disabled${reason ? `: ${reason}` : ""}`;

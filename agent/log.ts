@@ -78,12 +78,15 @@ export class AgentLog implements Logger {
   }
 
   #emit(level: Level, msg: string, fields?: Record<string, unknown>): void {
-    const verboseOnly = level === "warning" || level === "message" || level === "info" || level === "debug";
+    const verboseOnly = level === "warning" || level === "message" || level === "info" ||
+      level === "debug";
     if (verboseOnly && !this.#verbose) return;
     const t = this.#now();
     let line: string;
     if (this.#json) {
-      line = JSON.stringify({ time: new Date(Number(t / 1000n)).toISOString(), level, msg, ...fields }) + "\n";
+      line =
+        JSON.stringify({ time: new Date(Number(t / 1000n)).toISOString(), level, msg, ...fields }) +
+        "\n";
     } else {
       const sec = t / 1000000n;
       const usec = String(t % 1000000n).padStart(6, "0");

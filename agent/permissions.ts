@@ -58,7 +58,10 @@ function merge(into: Required<Needs>, n: Needs): void {
 }
 
 /** Everything the agent needs for these options: itself plus every enabled command. */
-export function totalNeeds(commands: readonly AnyCommand[], options: AgentOptions): Required<Needs> {
+export function totalNeeds(
+  commands: readonly AnyCommand[],
+  options: AgentOptions,
+): Required<Needs> {
   const all: Required<Needs> = { read: [], write: [], run: [], sys: [], env: [], helper: [] };
   for (const c of commands) {
     if (isFilteredOut(c.name, options)) continue;
@@ -87,8 +90,12 @@ export function missingGrant(n: Needs): string | undefined {
   }
   for (const command of n.run ?? []) {
     // "*" means any program (guest-exec without --exec-programs): only an unrestricted --allow-run.
-    const desc: Deno.PermissionDescriptor = command === "*" ? { name: "run" } : { name: "run", command };
-    if (!queryGranted(desc)) return command === "*" ? "permission to run any program" : `permission to run ${command}`;
+    const desc: Deno.PermissionDescriptor = command === "*"
+      ? { name: "run" }
+      : { name: "run", command };
+    if (!queryGranted(desc)) {
+      return command === "*" ? "permission to run any program" : `permission to run ${command}`;
+    }
   }
   for (const kind of n.sys ?? []) {
     if (!queryGranted({ name: "sys", kind } as Deno.PermissionDescriptor)) {

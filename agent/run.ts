@@ -20,7 +20,8 @@ type AnyCommand = CommandDef<any, unknown>;
 
 /** The privileged helper as the start-up code sees it. */
 export interface HelperHandle {
-  close(): void;
+  close(): Promise<void>;
+  readonly exited: Promise<unknown>;
 }
 
 /** What main.ts plugs in. */
@@ -30,7 +31,11 @@ export interface RunDeps<H extends HelperHandle> {
   version: string;
   startHelper(path: string): Promise<H>;
   createSystem(helper: H | undefined): SystemAccess;
-  openTransport(options: AgentOptions, helper: H | undefined): Promise<Transport>;
+  openTransport(
+    options: AgentOptions,
+    helper: H | undefined,
+    hooks: { log?(level: "warning" | "critical", msg: string): void },
+  ): Promise<Transport>;
   /** Thaws every filesystem (fsfreeze's thaw, without the reply). */
   thawAll?(agent: Agent): Promise<unknown>;
   /** Log lines in JSON instead of qemu-ga's text format. */
@@ -110,7 +115,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     log.error((e as Error).message);
     log.error("failed to load persistent state");
     log.error("error initializing guest agent");
-    helper?.close();
+    await helper?.close();
     return 1;
   }
   // While frozen the log file and pid file are deferred (they may live on a frozen fs).
@@ -134,12 +139,14 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
 
   let transport: Transport;
   try {
-    transport = await deps.openTransport(options, helper);
+    transport = await deps.openTransport(options, helper, {
+      log: (level, msg) => (level === "critical" ? log.error(msg) : log.warn(msg)),
+    });
   } catch (e) {
     log.error(`error opening channel '${options.path}': ${(e as Error).message}`);
     log.error("failed to create guest agent channel");
     log.error("failed to initialize guest agent channel");
-    helper?.close();
+    await helper?.close();
     return 1;
   }
 
@@ -163,9 +170,16 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
         // Not there.
       }
     }
-    helper?.close();
+    await helper?.close().catch(() => {});
     Deno.exit(0);
   };
+  // The helper holds the channel: if it dies, stop (systemd or the operator restarts us).
+  helper?.exited.then(() => {
+    if (!exiting) {
+      log.error("the privileged helper exited; stopping");
+      void shutdown("helper exited");
+    }
+  });
   for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     Deno.addSignalListener(sig, () => void shutdown(`received signal ${sig}, quitting`));
   }

@@ -65,7 +65,9 @@ export class StateDir {
         this.#write();
       } catch (e) {
         throw new Error(
-          `failed to write persistent state to ${this.stateFile}: Failed to create file “${this.stateFile}.XXXXXX”: ${toSysError(e).strerror}\nunable to create state file at path ${this.stateFile}`,
+          `failed to write persistent state to ${this.stateFile}: Failed to create file “${this.stateFile}.XXXXXX”: ${
+            toSysError(e).strerror
+          }\nunable to create state file at path ${this.stateFile}`,
         );
       }
       this.#loaded = true;

@@ -83,7 +83,7 @@ const CPU_DIR = "/sys/devices/system/cpu";
 async function readOnline(sys: SystemAccess, dir: string): Promise<string | null> {
   let text: string;
   try {
-    text = await sys.readTextFile(`${dir}/online`);
+    text = await sys.readTextFile(`${dir.replace(/\/+$/, "")}/online`);
   } catch (e) {
     if (isENOENT(e)) return null;
     throw new QgaError(`open("${dir}/online"): ${strerror(e)}`);
@@ -149,7 +149,7 @@ async function setVcpu(sys: SystemAccess, vcpu: VcpuRequest): Promise<void> {
   }
   if (vcpu.online === (status !== "0")) return;
   try {
-    await sys.writeFile(`${dir}/online`, vcpu.online ? "1" : "0");
+    await sys.writeFile(`${dir.replace(/\/+$/, "")}/online`, vcpu.online ? "1" : "0");
   } catch (e) {
     throw new QgaError(`pwrite("${dir}/online"): ${strerror(e)}`);
   }

@@ -29,7 +29,12 @@ export class DirectSystem implements SystemAccess {
     return wrap(async () => {
       const out: SysDirEntry[] = [];
       for await (const e of Deno.readDir(path)) {
-        out.push({ name: e.name, isFile: e.isFile, isDirectory: e.isDirectory, isSymlink: e.isSymlink });
+        out.push({
+          name: e.name,
+          isFile: e.isFile,
+          isDirectory: e.isDirectory,
+          isSymlink: e.isSymlink,
+        });
       }
       return out;
     });
@@ -54,7 +59,12 @@ export class DirectSystem implements SystemAccess {
   statfs(path: string): Promise<SysStatfs> {
     return wrap(() => {
       const s = fs.statfsSync(path);
-      return { frsize: Number((s as { frsize?: number }).frsize ?? s.bsize), blocks: s.blocks, bfree: s.bfree, bavail: s.bavail };
+      return {
+        frsize: Number((s as { frsize?: number }).frsize ?? s.bsize),
+        blocks: s.blocks,
+        bfree: s.bfree,
+        bavail: s.bavail,
+      };
     });
   }
 }

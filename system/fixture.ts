@@ -7,7 +7,13 @@
  */
 
 import { join } from "node:path";
-import { type SysDirEntry, SysError, type SysStatfs, type SystemAccess, toSysError } from "./mod.ts";
+import {
+  type SysDirEntry,
+  SysError,
+  type SysStatfs,
+  type SystemAccess,
+  toSysError,
+} from "./mod.ts";
 
 /** Options for {@link FixtureSystem}. */
 export interface FixtureOptions {
@@ -49,7 +55,12 @@ export class FixtureSystem implements SystemAccess {
     return this.#wrap(async () => {
       const out: SysDirEntry[] = [];
       for await (const e of Deno.readDir(this.#p(path))) {
-        out.push({ name: e.name, isFile: e.isFile, isDirectory: e.isDirectory, isSymlink: e.isSymlink });
+        out.push({
+          name: e.name,
+          isFile: e.isFile,
+          isDirectory: e.isDirectory,
+          isSymlink: e.isSymlink,
+        });
       }
       return out;
     });
@@ -88,4 +99,3 @@ export class FixtureSystem implements SystemAccess {
     return Promise.reject(new SysError("ENOENT", "No such file or directory"));
   }
 }
-

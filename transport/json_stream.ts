@@ -28,7 +28,10 @@ export const LIMITS = {
 } as const;
 
 /** What the stream emits for each message: a value, or an error text. */
-export type StreamEvent = { value: JsonValue; error?: undefined } | { value?: undefined; error: string };
+export type StreamEvent = { value: JsonValue; error?: undefined } | {
+  value?: undefined;
+  error: string;
+};
 
 // Lexer states (json-lexer.c); values below are not token types.
 const S_RECOVERY = 1,

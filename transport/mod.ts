@@ -1,19 +1,36 @@
 /**
- * Opens the transport named by `-m` (qga-reference.md §4.4).
+ * Opens the transport named by `-m` (qga-reference.md §4.4). The serial methods
+ * open their device through the privileged helper; `stdio` uses the descriptors
+ * systemd passed in; unix-listen and vsock-listen listen themselves.
  *
  * @module
  */
 
 import type { AgentOptions } from "../agent/options.ts";
+import type { HelperClient } from "../system/helper_client.ts";
 import type { Transport } from "./connection.ts";
+import { openIsaSerialTransport } from "./isa_serial.ts";
+import { openStdioTransport } from "./stdio.ts";
 import { openUnixListen } from "./unix_listen.ts";
+import { openVirtioSerialTransport, type TransportHooks } from "./virtio_serial.ts";
+import { openVsockListenTransport } from "./vsock_listen.ts";
 
 /** Opens the channel for the configured method. */
-export function openTransport(options: AgentOptions, _helper: unknown): Promise<Transport> {
+export function openTransport(
+  options: AgentOptions,
+  helper: HelperClient | undefined,
+  hooks: TransportHooks = {},
+): Promise<Transport> {
   switch (options.method) {
     case "unix-listen":
       return Promise.resolve(openUnixListen(options.path));
-    default:
-      return Promise.reject(new Error(`channel method ${options.method} is not available in this build`));
+    case "virtio-serial":
+      return openVirtioSerialTransport(options, helper, hooks);
+    case "isa-serial":
+      return openIsaSerialTransport(options, helper, hooks);
+    case "stdio":
+      return openStdioTransport(options);
+    case "vsock-listen":
+      return openVsockListenTransport(options);
   }
 }

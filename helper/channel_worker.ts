@@ -1,0 +1,148 @@
+/**
+ * Relays one channel device for the helper, in a Worker of its own so a write
+ * that blocks (a virtio-serial port blocks writers while no host is connected,
+ * as qemu-ga's busy-wait on EAGAIN does) never stalls the helper's other work.
+ *
+ * One FsFile serves both directions: at most one read is pending at a time,
+ * and writes use `writeSync`, which is not queued behind the pending read
+ * (an async `write` would be; deno-facts.md §2). A virtio port allows a single
+ * open, so a second descriptor is not an option.
+ *
+ * Messages in: {@link WorkerRequest}; out: {@link WorkerReply}.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import type { ChannelMode } from "./protocol.ts";
+
+/** Requests from the helper's main thread. */
+export type WorkerRequest =
+  | { kind: "open"; path: string; mode: ChannelMode }
+  | { kind: "read"; id: number; max: number }
+  | { kind: "write"; id: number; data: Uint8Array }
+  | { kind: "close" };
+
+/** Replies to the helper's main thread (`id` 0 for open and close). */
+export type WorkerReply =
+  | { kind: "opened" }
+  | { kind: "data"; id: number; data: Uint8Array }
+  | { kind: "eof"; id: number }
+  | { kind: "ok"; id: number }
+  | { kind: "error"; id: number; code: string; message: string }
+  | { kind: "closed" };
+
+function codeOf(e: unknown): string {
+  const c = (e as { code?: unknown })?.code;
+  if (typeof c === "string" && /^E[A-Z0-9]+$/.test(c)) return c;
+  // Deno maps some errnos to errors without a code ("Input/output error (os error 5)").
+  const m = /\(os error (\d+)\)/.exec(String((e as Error)?.message));
+  const byNumber: Record<string, string> = {
+    "5": "EIO",
+    "19": "ENODEV",
+    "6": "ENXIO",
+    "16": "EBUSY",
+    "11": "EAGAIN",
+  };
+  return (m && byNumber[m[1] as string]) ?? "EIO";
+}
+
+function post(reply: WorkerReply, transfer: Transferable[] = []): void {
+  self.postMessage(reply, transfer);
+}
+
+function serve(): void {
+  let file: Deno.FsFile | undefined;
+  let reading = false;
+
+  self.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
+    const req = ev.data;
+    switch (req.kind) {
+      case "open": {
+        try {
+          // Deno has no O_NOCTTY; none is needed: only a session leader acquires a
+          // controlling terminal on open, and the helper (a child of the agent,
+          // started without setsid) never is one.
+          file = await Deno.open(req.path, { read: true, write: true });
+          // qemu-ga puts an isa-serial tty in raw mode (VMIN=1, VTIME=0, no echo,
+          // no CR/LF mapping, no flow control). Deno has no tcsetattr for baud
+          // rate or tcflush; see docs/security.md.
+          if (req.mode === "isa-serial" && file.isTerminal()) file.setRaw(true);
+          post({ kind: "opened" });
+        } catch (e) {
+          file?.close();
+          file = undefined;
+          post({
+            kind: "error",
+            id: 0,
+            code: codeOf(e),
+            message: `open ${JSON.stringify(req.path)}: ${(e as Error).message}`,
+          });
+        }
+        return;
+      }
+      case "read": {
+        if (!file) {
+          return post({ kind: "error", id: req.id, code: "EBADF", message: "channel is not open" });
+        }
+        if (reading) {
+          return post({
+            kind: "error",
+            id: req.id,
+            code: "EBUSY",
+            message: "a channel read is already pending",
+          });
+        }
+        reading = true;
+        const buf = new Uint8Array(req.max);
+        try {
+          const n = await file.read(buf);
+          if (n === null) post({ kind: "eof", id: req.id });
+          else post({ kind: "data", id: req.id, data: buf.subarray(0, n) });
+        } catch (e) {
+          post({
+            kind: "error",
+            id: req.id,
+            code: codeOf(e),
+            message: `channel read: ${(e as Error).message}`,
+          });
+        } finally {
+          reading = false;
+        }
+        return;
+      }
+      case "write": {
+        if (!file) {
+          return post({ kind: "error", id: req.id, code: "EBADF", message: "channel is not open" });
+        }
+        try {
+          let off = 0;
+          while (off < req.data.length) off += file.writeSync(req.data.subarray(off));
+          post({ kind: "ok", id: req.id });
+        } catch (e) {
+          post({
+            kind: "error",
+            id: req.id,
+            code: codeOf(e),
+            message: `channel write: ${(e as Error).message}`,
+          });
+        }
+        return;
+      }
+      case "close": {
+        try {
+          file?.close();
+        } catch {
+          // already closed
+        }
+        file = undefined;
+        post({ kind: "closed" });
+        self.close();
+        return;
+      }
+    }
+  };
+}
+
+serve();

@@ -1,0 +1,267 @@
+/**
+ * The wire protocol between the agent and the privileged helper, shared by both
+ * sides. Types and encoding only: nothing here touches the file system.
+ *
+ * The agent writes requests to the helper's stdin and reads replies from its
+ * stdout. Every message is one frame:
+ *
+ * ```
+ * offset 0  u8   type     (an Op for requests, a Reply for replies)
+ * offset 1  u32  id       (big-endian; chosen by the agent, echoed in the reply)
+ * offset 5  u32  length   (big-endian; payload bytes that follow)
+ * offset 9  ...  payload
+ * ```
+ *
+ * Requests may be answered out of order (a channel read can wait for the host
+ * while a /proc read completes), so the agent matches replies by id. Every
+ * request gets exactly one reply. Payloads:
+ *
+ * | request        | payload                                      | success reply           |
+ * |----------------|----------------------------------------------|-------------------------|
+ * | ReadFile       | path (UTF-8)                                 | Data: the file's bytes  |
+ * | ReadDir        | path                                         | Json: {@link WireDirEntry}[] |
+ * | ReadLink       | path                                         | Text: the link target   |
+ * | RealPath       | path                                         | Text: canonical path    |
+ * | Exists         | path                                         | Json: boolean           |
+ * | Statfs         | path (must be a current mount point)          | Json: {@link WireStatfs} |
+ * | WriteFile      | Json {@link WriteFileRequest}                | Ok                      |
+ * | ChannelOpen    | Json {@link ChannelOpenRequest}              | Json: {@link ChannelOpenReply} |
+ * | ChannelRead    | u32 channel, u32 max bytes                   | Data (≥1 byte) or Eof   |
+ * | ChannelWrite   | u32 channel, then the bytes                  | Ok (all bytes written)  |
+ * | ChannelClose   | u32 channel                                  | Ok                      |
+ *
+ * Any request may instead get an Error reply: Json {@link WireError}.
+ * Channel bytes travel raw in Data and ChannelWrite payloads (no base64).
+ *
+ * @module
+ */
+
+/** Request types (agent to helper). */
+export const Op = {
+  ReadFile: 1,
+  ReadDir: 2,
+  ReadLink: 3,
+  RealPath: 4,
+  Exists: 5,
+  Statfs: 6,
+  WriteFile: 7,
+  ChannelOpen: 8,
+  ChannelRead: 9,
+  ChannelWrite: 10,
+  ChannelClose: 11,
+} as const;
+
+/** A request type. */
+export type Op = typeof Op[keyof typeof Op];
+
+/** Reply types (helper to agent). */
+export const Reply = {
+  Ok: 128,
+  Data: 129,
+  Text: 130,
+  Json: 131,
+  Eof: 132,
+  Error: 133,
+} as const;
+
+/** A reply type. */
+export type Reply = typeof Reply[keyof typeof Reply];
+
+/** Bytes of the frame header. */
+export const HEADER_SIZE = 9;
+
+/** Largest request payload the helper accepts; bigger frames end the session. */
+export const MAX_REQUEST_PAYLOAD = 64 * 1024;
+
+/** Largest file the helper reads (reads beyond fail with EFBIG). */
+export const MAX_FILE_SIZE = 8 * 1024 * 1024;
+
+/** Largest reply payload (file reads plus JSON overhead). */
+export const MAX_REPLY_PAYLOAD = MAX_FILE_SIZE + 64 * 1024;
+
+/** Largest `max` of one ChannelRead (qemu-ga reads 4096 bytes at a time). */
+export const MAX_CHANNEL_READ = 64 * 1024;
+
+/** Longest path accepted (PATH_MAX). */
+export const MAX_PATH = 4096;
+
+/** One decoded frame. */
+export interface Frame {
+  type: number;
+  id: number;
+  payload: Uint8Array;
+}
+
+/** A directory entry as the helper sends it. */
+export interface WireDirEntry {
+  name: string;
+  isFile: boolean;
+  isDirectory: boolean;
+  isSymlink: boolean;
+}
+
+/** statvfs figures as the helper sends them. */
+export interface WireStatfs {
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+}
+
+/** Payload of WriteFile. */
+export interface WriteFileRequest {
+  path: string;
+  data: string;
+}
+
+/** How a channel device is prepared. */
+export type ChannelMode = "virtio-serial" | "isa-serial";
+
+/** Payload of ChannelOpen. */
+export interface ChannelOpenRequest {
+  path: string;
+  mode: ChannelMode;
+}
+
+/** Reply to ChannelOpen. */
+export interface ChannelOpenReply {
+  channel: number;
+  /** The device actually opened (after resolving symlinks). */
+  device: string;
+}
+
+/** Payload of an Error reply: errno name plus a message naming the op and path. */
+export interface WireError {
+  code: string;
+  message: string;
+}
+
+/** Builds one frame. */
+export function encodeFrame(
+  type: number,
+  id: number,
+  payload: Uint8Array = new Uint8Array(),
+): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE + payload.length);
+  const view = new DataView(out.buffer);
+  view.setUint8(0, type);
+  view.setUint32(1, id >>> 0);
+  view.setUint32(5, payload.length);
+  out.set(payload, HEADER_SIZE);
+  return out;
+}
+
+/** Encodes a value as a JSON payload. */
+export function jsonPayload(value: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(value));
+}
+
+/** Decodes a JSON payload. */
+export function parseJsonPayload(payload: Uint8Array): unknown {
+  return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+}
+
+/** Decodes a UTF-8 text payload (invalid UTF-8 throws TypeError). */
+export function textPayload(payload: Uint8Array): string {
+  return new TextDecoder("utf-8", { fatal: true }).decode(payload);
+}
+
+/** Payload of ChannelRead: channel number and the most bytes wanted. */
+export function channelReadPayload(channel: number, max: number): Uint8Array {
+  const out = new Uint8Array(8);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, channel);
+  view.setUint32(4, max);
+  return out;
+}
+
+/** Payload of ChannelWrite: channel number, then the bytes. */
+export function channelWritePayload(channel: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + data.length);
+  new DataView(out.buffer).setUint32(0, channel);
+  out.set(data, 4);
+  return out;
+}
+
+/** Payload of ChannelClose. */
+export function channelPayload(channel: number): Uint8Array {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, channel);
+  return out;
+}
+
+/** Reads the u32 at `offset` of a payload; throws RangeError when it is too short. */
+export function payloadU32(payload: Uint8Array, offset: number): number {
+  return new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getUint32(offset);
+}
+
+/**
+ * Splits a byte stream into frames. Feed it chunks as they arrive; it yields
+ * every complete frame and keeps the remainder.
+ *
+ * @example
+ * ```ts
+ * const d = new FrameDecoder(MAX_REQUEST_PAYLOAD);
+ * for (const f of d.push(chunk)) handle(f);
+ * ```
+ */
+export class FrameDecoder {
+  #buf: Uint8Array = new Uint8Array(4096);
+  #start = 0;
+  #end = 0;
+  readonly #max: number;
+
+  /** `maxPayload`: a header announcing more throws {@link FrameTooLarge}. */
+  constructor(maxPayload: number) {
+    this.#max = maxPayload;
+  }
+
+  /** Adds bytes; returns the frames completed by them. */
+  push(chunk: Uint8Array): Frame[] {
+    this.#append(chunk);
+    const frames: Frame[] = [];
+    while (this.#end - this.#start >= HEADER_SIZE) {
+      const view = new DataView(this.#buf.buffer, this.#start, HEADER_SIZE);
+      const type = view.getUint8(0);
+      const id = view.getUint32(1);
+      const len = view.getUint32(5);
+      if (len > this.#max) throw new FrameTooLarge(len, this.#max, id);
+      if (this.#end - this.#start - HEADER_SIZE < len) break;
+      const at = this.#start + HEADER_SIZE;
+      frames.push({ type, id, payload: this.#buf.slice(at, at + len) });
+      this.#start = at + len;
+    }
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    return frames;
+  }
+
+  /** Bytes held that do not yet form a frame. */
+  get pending(): number {
+    return this.#end - this.#start;
+  }
+
+  #append(chunk: Uint8Array): void {
+    const used = this.#end - this.#start;
+    if (this.#buf.length - this.#end < chunk.length) {
+      // Compact, growing geometrically so large frames cost linear time.
+      let size = this.#buf.length;
+      while (size < used + chunk.length) size *= 2;
+      const next = size === this.#buf.length ? this.#buf : new Uint8Array(size);
+      next.set(this.#buf.subarray(this.#start, this.#end), 0);
+      this.#buf = next;
+      this.#start = 0;
+      this.#end = used;
+    }
+    this.#buf.set(chunk, this.#end);
+    this.#end += chunk.length;
+  }
+}
+
+/** A frame header announced a payload larger than allowed. */
+export class FrameTooLarge extends Error {
+  /** The announced and the allowed length, and the frame's id. */
+  constructor(readonly length: number, readonly max: number, readonly id: number) {
+    super(`frame payload of ${length} bytes exceeds the limit of ${max}`);
+    this.name = "FrameTooLarge";
+  }
+}

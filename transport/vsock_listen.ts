@@ -1,0 +1,109 @@
+/**
+ * `-m vsock-listen -p CID:PORT` (qga-reference.md §4.4): listen on an AF_VSOCK
+ * stream socket and serve one client at a time, like unix-listen.
+ *
+ * Deno's vsock API is unstable: the agent must be started with
+ * `--unstable-vsock` (without it the first Deno.listen ends the process with
+ * exit code 70, which cannot be caught) and `--allow-net=vsock:CID:PORT`.
+ * No helper is needed: vsock sockets are not paths under /dev.
+ *
+ * @module
+ */
+
+import type { AgentOptions } from "../agent/options.ts";
+import type { Connection, Transport } from "./connection.ts";
+
+/** A vsock address. */
+export interface VsockAddress {
+  cid: number;
+  port: number;
+}
+
+/**
+ * Parses `<cid>:<port>` as qemu's vsock_parse does: decimal digits only, both
+ * parts 32-bit. Throws Error `error parsing address '<p>'` otherwise.
+ */
+export function parseVsockAddress(path: string): VsockAddress {
+  const m = /^([0-9]{1,32}):([0-9]{1,32})$/.exec(path);
+  const cid = m ? Number(m[1]) : NaN;
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || cid > 0xffff_ffff || port > 0xffff_ffff) {
+    throw new Error(`error parsing address '${path}'`);
+  }
+  return { cid, port };
+}
+
+class VsockConnection implements Connection {
+  readonly kind = "socket" as const;
+  readonly #conn: Deno.VsockConn;
+  #closed = false;
+
+  constructor(conn: Deno.VsockConn) {
+    this.#conn = conn;
+  }
+
+  read(p: Uint8Array): Promise<number | null> {
+    return this.#conn.read(p);
+  }
+
+  async write(p: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < p.length) off += await this.#conn.write(p.subarray(off));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer.
+    }
+  }
+}
+
+/**
+ * Listens on `options.path` (`CID:PORT`). Only call this from a process started
+ * with `--unstable-vsock`.
+ *
+ * @example
+ * ```ts
+ * const transport = await openVsockListenTransport({ ...options, path: "4294967295:1234" });
+ * ```
+ */
+export function openVsockListenTransport(options: AgentOptions): Promise<Transport> {
+  let addr: VsockAddress;
+  try {
+    addr = parseVsockAddress(options.path);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  let listener: Deno.VsockListener;
+  try {
+    listener = Deno.listen({ transport: "vsock", cid: addr.cid, port: addr.port });
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  let closed = false;
+  return Promise.resolve({
+    description: `vsock-listen ${addr.cid}:${addr.port}`,
+    async accept(): Promise<Connection | null> {
+      if (closed) return null;
+      try {
+        return new VsockConnection(await listener.accept());
+      } catch (e) {
+        if (closed) return null;
+        throw e;
+      }
+    },
+    close(): void {
+      if (closed) return;
+      closed = true;
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  });
+}
