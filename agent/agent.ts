@@ -86,22 +86,22 @@ export class Agent {
     });
     this.#stream = new JsonStream((e) => this.#queue.push(e));
     this.#onThaw = init.onThaw;
-    const agent = this;
+    const isFrozen = () => this.#frozen;
     this.context = {
       sys: init.sys,
       options: init.options,
       log: init.log,
       version: init.version,
-      store<T>(key: string, create: () => T): T {
-        if (!agent.#stores.has(key)) agent.#stores.set(key, create());
-        return agent.#stores.get(key) as T;
+      store: <T>(key: string, create: () => T): T => {
+        if (!this.#stores.has(key)) this.#stores.set(key, create());
+        return this.#stores.get(key) as T;
       },
-      registry: () => agent.registry.entries(),
-      delimitNextReply() {
-        agent.#delimit = true;
+      registry: () => this.registry.entries(),
+      delimitNextReply: () => {
+        this.#delimit = true;
       },
       get frozen() {
-        return agent.#frozen;
+        return isFrozen();
       },
       setFrozen: (f: boolean) => this.setFrozen(f),
       allocateHandle: () => Promise.resolve(this.state.allocate()),

@@ -15,7 +15,7 @@ import { constants as osConstants } from "node:os";
 import { QgaError } from "../schema/errors.ts";
 import { decodeQemuBase64, encodeBase64 } from "../schema/base64.ts";
 import { alternate, array, bool, enumType, int, str, struct } from "../schema/types.ts";
-import { strerror, SysError } from "../system/mod.ts";
+import { strerror } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
 
 /** GUEST_EXEC_MAX_OUTPUT: captured bytes per stream. */

@@ -47,7 +47,10 @@ function renderNeeds(n: ReturnType<typeof needsOf>): string {
 
 /** The text of docs/commands.md. */
 export function commandsDoc(): string {
-  const options = testOptions({ statedir: "/var/run", path: "/dev/virtio-ports/org.qemu.guest_agent.0" });
+  const options = testOptions({
+    statedir: "/var/run",
+    path: "/dev/virtio-ports/org.qemu.guest_agent.0",
+  });
   const lines: string[] = [
     "# Commands",
     "",
@@ -61,7 +64,10 @@ export function commandsDoc(): string {
   ];
   const missing = QEMU_GA_LINUX_COMMANDS.filter((n) => !COMMANDS.some((c) => c.name === n));
   if (missing.length) {
-    lines.push(`Not implemented (absent from the table): ${missing.map((n) => `\`${n}\``).join(", ")}.`, "");
+    lines.push(
+      `Not implemented (absent from the table): ${missing.map((n) => `\`${n}\``).join(", ")}.`,
+      "",
+    );
   }
   for (const c of COMMANDS) {
     lines.push(`## ${c.name}`, "");

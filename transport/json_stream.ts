@@ -203,7 +203,6 @@ const latin1 = new TextDecoder("latin1");
 
 /** Validates and decodes a string token body as parse_string does. */
 function parseString(tok: Uint8Array): string {
-  const quote = tok[0]!;
   const end = tok.length - 1; // closing quote
   // Fast path: printable ASCII without escapes.
   let plain = true;

@@ -132,7 +132,8 @@ export const VERSION_EQUIVALENCES: readonly { re: RegExp; with: string; reason: 
   {
     re: /guest-exec: program '[^']*' is not permitted by the agent's sandbox \(--allow-run\)/g,
     with: "<spawn error>",
-    reason: "least privilege: a program not named with --exec-programs is refused before it is spawned",
+    reason:
+      "least privilege: a program not named with --exec-programs is refused before it is spawned",
   },
   {
     re: /"total-bytes-privileged": \d+, /g,

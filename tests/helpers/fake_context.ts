@@ -69,7 +69,12 @@ export function fakeContext(o: FakeContextOptions = {}): FakeContext {
   const mk = (level: string) => (msg: string, fields?: Record<string, unknown>) => {
     logs.push(fields ? { level, msg, fields } : { level, msg });
   };
-  const log: Logger = { debug: mk("debug"), info: mk("info"), warn: mk("warn"), error: mk("error") };
+  const log: Logger = {
+    debug: mk("debug"),
+    info: mk("info"),
+    warn: mk("warn"),
+    error: mk("error"),
+  };
   const ctx: FakeContext = {
     sys: o.sys ?? NO_SYS,
     options: testOptions(o.options),

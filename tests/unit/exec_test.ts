@@ -9,7 +9,6 @@ import {
 } from "../../commands/exec.ts";
 import type { Context } from "../../commands/types.ts";
 import { QgaError } from "../../schema/errors.ts";
-import { SysError } from "../../system/mod.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 
 const b64 = (s: string) => new TextEncoder().encode(s).toBase64();
@@ -290,4 +289,3 @@ Deno.test("guest-exec refuses to track more than the bound of processes", async 
   for (const pid of pids) await waitFor(ctx, pid);
   assert.ok((await exec(ctx, { path: "/bin/true" })) > 0);
 });
-

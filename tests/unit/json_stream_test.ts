@@ -33,7 +33,10 @@ function run(chunks: Uint8Array[]): string[] {
 const CASES: [string, string[]][] = [
   ['{"execute":"guest-ping"}', ['value: {"execute": "guest-ping"}']],
   ["{'execute':'guest-ping'}", ['value: {"execute": "guest-ping"}']],
-  ['{"execute":guest-ping}', ["error: JSON parse error, stray '-p'", "error: JSON parse error, expecting value"]],
+  ['{"execute":guest-ping}', [
+    "error: JSON parse error, stray '-p'",
+    "error: JSON parse error, expecting value",
+  ]],
   ["42 ", ["value: 42"]],
   ["\\xff", ["error: JSON parse error, stray '\ufffd'"]],
   ["\\x00", ["error: JSON parse error, stray ''"]],
@@ -94,15 +97,20 @@ Deno.test("input split at random points gives the same events", () => {
 });
 
 Deno.test("several requests in one write are emitted in order", () => {
-  assert.deepEqual(run([bytes('{"execute":"guest-ping"}{"execute":"guest-sync","arguments":{"id":1}}\n\n  [3]')]), [
-    'value: {"execute": "guest-ping"}',
-    'value: {"execute": "guest-sync", "arguments": {"id": 1}}',
-    "value: [3]",
-  ]);
+  assert.deepEqual(
+    run([bytes('{"execute":"guest-ping"}{"execute":"guest-sync","arguments":{"id":1}}\n\n  [3]')]),
+    [
+      'value: {"execute": "guest-ping"}',
+      'value: {"execute": "guest-sync", "arguments": {"id": 1}}',
+      "value: [3]",
+    ],
+  );
 });
 
 Deno.test("nesting 1024 is accepted and 1025 is refused", () => {
-  assert.deepEqual(run([bytes("[".repeat(1024) + "]".repeat(1024))]), [`value: ${"[".repeat(1024)}${"]".repeat(1024)}`]);
+  assert.deepEqual(run([bytes("[".repeat(1024) + "]".repeat(1024))]), [
+    `value: ${"[".repeat(1024)}${"]".repeat(1024)}`,
+  ]);
   const deep = run([bytes("[".repeat(1025))]);
   assert.equal(deep[0], "error: JSON nesting depth limit exceeded");
 });

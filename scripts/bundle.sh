@@ -1,0 +1,65 @@
+#!/bin/sh
+# Builds deno-qga's deployable artifact with the pinned deno (package.json), as far as it
+# can be built here (`deno compile` needs a download: docs/deploy.md):
+#
+#   <out>/deno-qga.js          the agent: main.ts and everything it imports, one file
+#   <out>/qga-helper.js        the privileged helper: helper/main.ts, one file
+#   <out>/channel_worker.ts    the helper's channel worker, bundled (JavaScript): the
+#                              helper starts it as new URL("./channel_worker.ts",
+#                              import.meta.url), which a bundler does not follow
+#   <out>/helper/qga-helper    the helper launcher (packaging/qga-helper.sh): runs
+#                              ../qga-helper.js with --allow-all under ../deno
+#   <out>/deno                 symlink to the pinned deno binary (install.sh copies it)
+#
+# `deno run <flags> <out>/deno-qga.js` then finds its helper at its default place,
+# <out>/helper/qga-helper. Usage: sh scripts/bundle.sh [--out DIR]   (default: dist)
+set -eu
+cd "$(dirname "$0")/.."
+out=dist
+while [ $# -gt 0 ]; do
+  case $1 in
+  --out) [ $# -ge 2 ] || { echo "bundle.sh: --out needs a directory" >&2; exit 2; }
+    out=$2; shift 2 ;;
+  --out=*) out=${1#--out=}; shift ;;
+  -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "bundle.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
+
+DENO=./node_modules/.bin/deno
+[ -x "$DENO" ] || { echo "bundle.sh: $DENO is missing: run npm ci" >&2; exit 1; }
+want=$(sed -n 's/^ *"deno": *"\([0-9][0-9.]*\)".*/\1/p' package.json | head -n 1)
+have=$(env -u RUST_BACKTRACE "$DENO" --version | sed -n '1s/^deno \([0-9][0-9.]*\) .*/\1/p')
+if [ -z "$want" ] || [ "$want" != "$have" ]; then
+  echo "bundle.sh: package.json pins deno '$want' but $DENO is '$have': run npm ci" >&2
+  exit 1
+fi
+for f in main.ts helper/main.ts helper/channel_worker.ts packaging/qga-helper.sh; do
+  [ -f "$f" ] || { echo "bundle.sh: $f is missing" >&2; exit 1; }
+done
+
+mkdir -p "$out/helper"
+out=$(CDPATH='' cd -- "$out" && pwd -P)
+# deno bundle is experimental in 2.9 and downloads @esbuild/linux-x64 from the npm
+# registry on first use (then works offline from DENO_DIR).
+env -u RUST_BACKTRACE "$DENO" bundle --quiet --platform deno -o "$out/deno-qga.js.tmp" main.ts
+env -u RUST_BACKTRACE "$DENO" bundle --quiet --platform deno -o "$out/qga-helper.js.tmp" \
+  helper/main.ts
+env -u RUST_BACKTRACE "$DENO" bundle --quiet --platform deno -o "$out/channel_worker.js.tmp" \
+  helper/channel_worker.ts
+mv -f "$out/deno-qga.js.tmp" "$out/deno-qga.js"
+mv -f "$out/channel_worker.js.tmp" "$out/channel_worker.ts"
+mv -f "$out/qga-helper.js.tmp" "$out/qga-helper.js"
+cp packaging/qga-helper.sh "$out/helper/qga-helper.tmp"
+chmod 0755 "$out/helper/qga-helper.tmp"
+mv -f "$out/helper/qga-helper.tmp" "$out/helper/qga-helper"
+real=$(readlink -f "$DENO")
+ln -sfn "$real" "$out/deno"
+
+# The bundle must start on its own: no deno.json, no node_modules.
+(cd / && "$out/deno" run --no-prompt --no-config --allow-read --allow-env "$out/deno-qga.js" -V) \
+  >/dev/null || {
+  echo "bundle.sh: $out/deno-qga.js does not start (deno run --no-config ... -V)" >&2
+  exit 1
+}
+echo "bundle.sh: built $out/deno-qga.js, $out/qga-helper.js, $out/helper/qga-helper (deno $have)"

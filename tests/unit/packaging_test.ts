@@ -1,0 +1,442 @@
+/**
+ * Packaging: scripts/bundle.sh, scripts/install.sh into a temporary DESTDIR, the unit
+ * (packaging/deno-qga.service.in rendered with the agent's own --print-permissions line),
+ * systemd-analyze verify on it, and scripts/uninstall.sh leaving the tree empty again.
+ *
+ * Needs sh, install, sha256sum (coreutils) and systemd-analyze, systemd-escape
+ * (apt-get install systemd). The real install in a guest is tests/e2e_install/.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+
+const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+const PREFIX = "/usr/local";
+const LIB = `${PREFIX}/lib/deno-qga`;
+const UNIT = `${PREFIX}/lib/systemd/system/deno-qga.service`;
+const RULES = `${PREFIX}/lib/udev/rules.d/99-deno-qga.rules`;
+const PORT = "/dev/virtio-ports/org.qemu.guest_agent.0";
+const DEVICE_UNIT = "dev-virtio\\x2dports-org.qemu.guest_agent.0.device";
+
+interface Output {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; clearEnv?: boolean } = {},
+): Promise<Output> {
+  let o: Deno.CommandOutput;
+  try {
+    o = await new Deno.Command(cmd, { args, stdin: "null", ...options }).output();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`${cmd} is not installed (${toolHint(cmd)})`);
+    }
+    throw e;
+  }
+  const d = new TextDecoder();
+  return { code: o.code, stdout: d.decode(o.stdout), stderr: d.decode(o.stderr) };
+}
+
+function toolHint(cmd: string): string {
+  if (cmd.startsWith("systemd-")) return "apt-get install systemd";
+  return "apt-get install coreutils";
+}
+
+function ok(o: Output, what: string): string {
+  assert.equal(o.code, 0, `${what} failed (exit ${o.code}):\n${o.stdout}\n${o.stderr}`);
+  return o.stdout;
+}
+
+/** Builds the bundles into `out` (a temp dir, not the shared dist/); about 0.5 s. */
+async function bundle(out: string): Promise<void> {
+  ok(await run("sh", [`${REPO}/scripts/bundle.sh`, "--out", out]), "scripts/bundle.sh");
+}
+
+/** The temp dir of the running test: `dest` (DESTDIR) and `dist` (bundles) side by side. */
+interface Temp {
+  dest: string;
+  dist: string;
+}
+
+async function install(t: Temp, extra: string[] = []): Promise<string> {
+  return ok(
+    await run("sh", [
+      `${REPO}/scripts/install.sh`,
+      "--destdir",
+      t.dest,
+      "--dist",
+      t.dist,
+      ...extra,
+    ]),
+    "scripts/install.sh",
+  );
+}
+
+async function uninstall(destdir: string, extra: string[] = []): Promise<Output> {
+  return await run("sh", [`${REPO}/scripts/uninstall.sh`, "--destdir", destdir, ...extra]);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Every path below `root` (relative, with a leading slash), sorted. */
+async function tree(root: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(rel: string): Promise<void> {
+    for await (const e of Deno.readDir(root + rel)) {
+      const p = `${rel}/${e.name}`;
+      out.push(p);
+      if (e.isDirectory) await walk(p);
+    }
+  }
+  await walk("");
+  return out.sort();
+}
+
+async function withTemp(fn: (t: Temp) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "qga-pkg." });
+  try {
+    const t = { dest: `${dir}/dest`, dist: `${dir}/dist` };
+    await Deno.mkdir(t.dest);
+    await bundle(t.dist);
+    await fn(t);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function unitValues(unit: string, key: string): string[] {
+  return unit.split("\n").filter((l) => l.startsWith(`${key}=`)).map((l) =>
+    l.slice(key.length + 1)
+  );
+}
+
+/** The installed bundle's --print-permissions argv, with the DESTDIR stripped. */
+async function printPermissions(destdir: string, main: string): Promise<string[]> {
+  const out = ok(
+    await run(`${destdir}${LIB}/deno`, [
+      "run",
+      "--no-prompt",
+      "--no-config",
+      "--allow-read",
+      "--allow-env",
+      main,
+      "--print-permissions",
+      "-m",
+      "stdio",
+      "-t",
+      "/run/deno-qga",
+      `--helper=${LIB}/helper/qga-helper`,
+    ], { cwd: "/", env: { QGA_CONF: `${destdir}/etc/qemu/qemu-ga.conf`, NO_COLOR: "1" } }),
+    "--print-permissions",
+  );
+  // Plain words only in these tests' configurations (no quoting to undo).
+  assert.doesNotMatch(out, /['"\\]/, out);
+  return out.trim().replaceAll(`${destdir}/`, "/").split(" ");
+}
+
+Deno.test("bundle.sh builds an agent bundle that runs from an empty directory with only the pinned deno", async () => {
+  await withTemp(async ({ dist: d, dest: empty }) => {
+    await Deno.copyFile(`${d}/deno-qga.js`, `${empty}/deno-qga.js`);
+    await Deno.copyFile(`${d}/deno`, `${empty}/deno`); // follows the symlink: the real binary
+    await Deno.chmod(`${empty}/deno`, 0o755);
+    const env = { DENO_DIR: `${empty}/deno_dir`, NO_COLOR: "1", PATH: "/usr/bin:/bin" };
+    const flags = ["run", "--no-prompt", "--no-config", "--allow-read", "--allow-env"];
+    const v = await run("./deno", [...flags, "deno-qga.js", "-V"], {
+      cwd: empty,
+      env,
+      clearEnv: true,
+    });
+    assert.match(ok(v, "deno-qga.js -V"), /^QEMU Guest Agent \d+\.\d+\.\d+\n/);
+    const pinned = JSON.parse(await Deno.readTextFile(`${REPO}/package.json`)).devDependencies
+      .deno as string;
+    assert.match(v.stdout, new RegExp(`Deno ${pinned.replaceAll(".", "\\.")}\\b`));
+    const h = await run("./deno", [...flags, "deno-qga.js", "--help"], {
+      cwd: empty,
+      env,
+      clearEnv: true,
+    });
+    assert.match(ok(h, "deno-qga.js --help"), /^Usage: /);
+    assert.match(h.stdout, /--method/);
+    const names = (await tree(empty)).filter((p) => !p.startsWith("/deno_dir"));
+    assert.deepEqual(names, ["/deno", "/deno-qga.js"]);
+  });
+});
+
+Deno.test("the bundled helper starts under its launcher and exits when the agent closes its stdin", async () => {
+  await withTemp(async ({ dist: d }) => {
+    const launcher = await Deno.stat(`${d}/helper/qga-helper`);
+    assert.equal(launcher.mode! & 0o777, 0o755);
+    const cacheBefore = await exists("/var/cache/deno-qga");
+    const o = await run(`${d}/helper/qga-helper`, []);
+    assert.equal(o.code, 0, `helper exit ${o.code}: ${o.stderr}`);
+    assert.equal(o.stdout, "", "the helper wrote to a closed channel");
+    // Outside the unit (no CacheDirectory=) the launcher must not create the unit's cache.
+    if (!cacheBefore) assert.equal(await exists("/var/cache/deno-qga"), false);
+  });
+});
+
+Deno.test("install.sh lays out the deno binary, both bundles, the launcher, the unit, the udev rule and the config, with their modes", async () => {
+  await withTemp(async (t) => {
+    const dest = t.dest;
+    await install(t);
+    const expect: [string, number][] = [
+      [`${LIB}/deno`, 0o755],
+      [`${LIB}/deno-qga.js`, 0o644],
+      [`${LIB}/qga-helper.js`, 0o644],
+      [`${LIB}/channel_worker.ts`, 0o644],
+      [`${LIB}/helper/qga-helper`, 0o755],
+      [`${LIB}/install-manifest`, 0o644],
+      [`${PREFIX}/share/doc/deno-qga/deploy.md`, 0o644],
+      [`${PREFIX}/share/doc/deno-qga/qemu-ga.conf.example`, 0o644],
+      [UNIT, 0o644],
+      [RULES, 0o644],
+      ["/etc/qemu/qemu-ga.conf", 0o644],
+    ];
+    const root = ok(await run("id", ["-u"]), "id -u").trim() === "0";
+    for (const [path, mode] of expect) {
+      const st = await Deno.stat(dest + path);
+      assert.ok(st.isFile, path);
+      assert.equal((st.mode! & 0o7777).toString(8), mode.toString(8), path);
+      if (root) assert.equal(st.uid, 0, `${path} is not owned by root`);
+    }
+    // The launcher and every directory above it: not writable by group or others.
+    for (
+      const p of [`${LIB}/helper/qga-helper`, `${LIB}/helper`, LIB, `${PREFIX}/lib`, PREFIX]
+    ) {
+      assert.equal((await Deno.stat(dest + p)).mode! & 0o022, 0, `${p} is group/other-writable`);
+    }
+    const files = await tree(dest);
+    const manifest = (await Deno.readTextFile(`${dest}${LIB}/install-manifest`)).trim()
+      .split("\n").map((l) => l.replace(/^c [0-9a-f]{64} /, "f ").slice(2));
+    assert.deepEqual([...manifest].sort(), files, "the manifest lists exactly the laid-out tree");
+    assert.equal(
+      await Deno.readTextFile(`${dest}/etc/qemu/qemu-ga.conf`),
+      await Deno.readTextFile(`${REPO}/packaging/deno-qga.conf.example`),
+    );
+    assert.equal(
+      await Deno.readTextFile(dest + RULES),
+      await Deno.readTextFile(`${REPO}/packaging/99-deno-qga.rules`),
+    );
+    ok(await uninstall(dest), "uninstall.sh");
+    assert.deepEqual(await tree(dest), []);
+  });
+});
+
+Deno.test("the unit runs the agent's own least-privilege line for -m stdio on one read-write descriptor of the port", async () => {
+  await withTemp(async (t) => {
+    const dest = t.dest;
+    await install(t);
+    const unit = await Deno.readTextFile(dest + UNIT);
+    assert.doesNotMatch(unit, /@[A-Z_]+@/, "placeholders left");
+    // Started by the port's device unit; the name is systemd's own escaping of the path.
+    const device = ok(
+      await run("systemd-escape", ["--path", "--suffix=device", PORT]),
+      "systemd-escape",
+    ).trim();
+    assert.equal(device, DEVICE_UNIT);
+    assert.deepEqual(unitValues(unit, "BindsTo"), [device]);
+    assert.deepEqual(unitValues(unit, "After"), [device]);
+    assert.deepEqual(unitValues(unit, "WantedBy"), [device]);
+    // Same path for both: systemd opens it once, O_RDWR, and dups it (systemd.exec(5)).
+    assert.deepEqual(unitValues(unit, "StandardInput"), [`file:${PORT}`]);
+    assert.deepEqual(unitValues(unit, "StandardOutput"), [`file:${PORT}`]);
+    assert.deepEqual(unitValues(unit, "StandardError"), ["journal"]);
+    assert.deepEqual(unitValues(unit, "Restart"), ["always"]);
+
+    const [exec] = unitValues(unit, "ExecStart");
+    assert.ok(exec);
+    const argv = exec.split(" ");
+    // What the installed bundle prints for the installed paths ...
+    const fromBundle = await printPermissions(dest, `${dest}${LIB}/deno-qga.js`);
+    // ... and what the source tree prints: the same grants (an independent computation).
+    const fromSource = await printPermissions(dest, `${REPO}/main.ts`);
+    assert.equal(argv[0], `${LIB}/deno`);
+    assert.equal(argv.filter((a) => a === `${LIB}/deno-qga.js`).length, 1);
+    const flags = (xs: string[]) => xs.slice(1, xs.findIndex((a) => /\.(js|ts)$/.test(a)));
+    assert.deepEqual(flags(argv), flags(fromBundle));
+    assert.deepEqual(flags(argv), flags(fromSource));
+    const tail = (xs: string[]) => xs.slice(xs.findIndex((a) => /\.(js|ts)$/.test(a)) + 1);
+    assert.deepEqual(tail(argv), [
+      "-m",
+      "stdio",
+      "-t",
+      "/run/deno-qga",
+      `--helper=${LIB}/helper/qga-helper`,
+    ]);
+    assert.deepEqual(tail(argv), tail(fromSource));
+    // Least privilege: no blanket grants, and the helper is the run grant's launcher.
+    for (const a of argv) {
+      assert.ok(!["-A", "--allow-all", "--allow-run", "--allow-ffi"].includes(a), a);
+    }
+    assert.ok(
+      argv.some((a) => a.startsWith("--allow-run=") && a.includes(`${LIB}/helper/qga-helper`)),
+    );
+    assert.ok(
+      argv.some((a) => a.startsWith("--allow-read=") && a.includes("/etc/qemu/qemu-ga.conf")),
+    );
+    assert.ok(argv.some((a) => /^--allow-(read|write)=.*\/run\/deno-qga\b/.test(a)));
+    assert.ok(!argv.some((a) => a.startsWith("--allow-net")), "stdio needs no net grant");
+    ok(await uninstall(dest), "uninstall.sh");
+  });
+});
+
+/** A root for `systemd-analyze verify --root`: the host's own units plus the install. */
+async function verifyRoot(dest: string, fn: (root: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "qga-pkg-verify." });
+  try {
+    await Deno.mkdir(`${root}/usr/lib/systemd`, { recursive: true });
+    ok(await run("cp", ["-a", "/usr/lib/systemd/system", `${root}/usr/lib/systemd/`]), "cp");
+    ok(await run("cp", ["-a", `${dest}/.`, `${root}/`]), "cp");
+    await fn(root);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("systemd-analyze verify accepts the installed unit and rejects it when ExecStart names a missing binary", async () => {
+  await withTemp(async (t) => {
+    const dest = t.dest;
+    await install(t);
+    await verifyRoot(dest, async (root) => {
+      const v = await run("systemd-analyze", [
+        "verify",
+        "--man=no",
+        `--root=${root}`,
+        "deno-qga.service",
+      ], { cwd: "/" });
+      assert.equal(v.code, 0, v.stderr);
+      assert.equal(v.stderr.trim(), "", `systemd-analyze warned:\n${v.stderr}`);
+      // The check bites: the same unit with the deno binary gone fails.
+      await Deno.remove(`${root}${LIB}/deno`);
+      const bad = await run("systemd-analyze", [
+        "verify",
+        "--man=no",
+        `--root=${root}`,
+        "deno-qga.service",
+      ], { cwd: "/" });
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /is not executable/);
+    });
+    ok(await uninstall(dest), "uninstall.sh");
+  });
+});
+
+Deno.test("install.sh computes the grants from the config under DESTDIR and never overwrites it", async () => {
+  await withTemp(async (t) => {
+    const dest = t.dest;
+    await Deno.mkdir(`${dest}/etc/qemu`, { recursive: true });
+    const conf = "[general]\nfile-roots=/srv/qga\nblock-rpcs=guest-exec,guest-exec-status\n";
+    await Deno.writeTextFile(`${dest}/etc/qemu/qemu-ga.conf`, conf);
+    await install(t);
+    assert.equal(await Deno.readTextFile(`${dest}/etc/qemu/qemu-ga.conf`), conf);
+    const unit = await Deno.readTextFile(dest + UNIT);
+    const [exec] = unitValues(unit, "ExecStart");
+    const write = exec!.split(" ").find((a) => a.startsWith("--allow-write="));
+    const list = write?.slice("--allow-write=".length).split(",") ?? [];
+    assert.ok(list.includes("/srv/qga"), `file-roots not granted: ${write}`);
+    assert.ok(!list.includes("/"), `writes still granted everywhere: ${write}`);
+    for (const p of list) {
+      assert.ok(
+        !`${LIB}/helper/qga-helper`.startsWith(p.endsWith("/") ? p : `${p}/`),
+        `${p} covers the launcher`,
+      );
+    }
+    assert.ok(!exec!.includes(dest), "a DESTDIR path leaked into ExecStart");
+    ok(await uninstall(dest), "uninstall.sh");
+    // The admin's config stays; everything else is gone.
+    assert.deepEqual(await tree(dest), ["/etc", "/etc/qemu", "/etc/qemu/qemu-ga.conf"]);
+  });
+});
+
+Deno.test("uninstall.sh keeps a config changed since install unless --purge, and an upgrade still uninstalls completely", async () => {
+  await withTemp(async (t) => {
+    const dest = t.dest;
+    await install(t);
+    await install(t); // upgrade in place: the first install's directories stay recorded
+    await Deno.writeTextFile(`${dest}/etc/qemu/qemu-ga.conf`, "[general]\nverbose=true\n");
+    const keep = await uninstall(dest);
+    ok(keep, "uninstall.sh");
+    assert.match(keep.stderr, /keeping \/etc\/qemu\/qemu-ga\.conf: changed since install/);
+    assert.deepEqual(await tree(dest), ["/etc", "/etc/qemu", "/etc/qemu/qemu-ga.conf"]);
+    await Deno.remove(`${dest}/etc`, { recursive: true });
+
+    await install(t);
+    await Deno.writeTextFile(`${dest}/etc/qemu/qemu-ga.conf`, "[general]\nverbose=true\n");
+    ok(await uninstall(dest, ["--purge"]), "uninstall.sh --purge");
+    assert.deepEqual(await tree(dest), []);
+  });
+});
+
+Deno.test("a prefix outside /usr puts the unit and the rule under /etc, where systemd and udev look", async () => {
+  await withTemp(async (t) => {
+    const dest = t.dest;
+    await install(t, ["--prefix", "/opt/deno-qga"]);
+    const unit = await Deno.readTextFile(`${dest}/etc/systemd/system/deno-qga.service`);
+    assert.match(unit, /^ExecStart=\/opt\/deno-qga\/lib\/deno-qga\/deno run /m);
+    await Deno.stat(`${dest}/etc/udev/rules.d/99-deno-qga.rules`);
+    ok(await uninstall(dest, ["--prefix", "/opt/deno-qga"]), "uninstall.sh");
+    assert.deepEqual(await tree(dest), []);
+  });
+});
+
+Deno.test("a prefix with a dollar sign is quoted for systemd, and systemd-analyze finds the binary", async () => {
+  await withTemp(async (t) => {
+    const dest = t.dest;
+    const prefix = "/opt/deno$qga";
+    await install(t, ["--prefix", prefix]);
+    const unit = await Deno.readTextFile(`${dest}/etc/systemd/system/deno-qga.service`);
+    const exec = unitValues(unit, "ExecStart")[0] ?? "";
+    // The program path is not subject to $-expansion; arguments are ($$ is a literal $).
+    assert.ok(exec.startsWith(`"${prefix}/lib/deno-qga/deno" run `), exec);
+    assert.ok(exec.includes(`"--helper=/opt/deno$$qga/lib/deno-qga/helper/qga-helper"`), exec);
+    await verifyRoot(dest, async (root) => {
+      const v = await run("systemd-analyze", [
+        "verify",
+        "--man=no",
+        `--root=${root}`,
+        "deno-qga.service",
+      ], { cwd: "/" });
+      assert.equal(v.code, 0, v.stderr);
+      assert.equal(v.stderr.trim(), "", v.stderr);
+    });
+    ok(await uninstall(dest, ["--prefix", prefix]), "uninstall.sh");
+    assert.deepEqual(await tree(dest), []);
+  });
+});
+
+Deno.test("the udev rule tags exactly the guest agent port for systemd and wants the unit", async () => {
+  const rules = (await Deno.readTextFile(`${REPO}/packaging/99-deno-qga.rules`)).split("\n")
+    .filter((l) => l.trim() !== "" && !l.startsWith("#"));
+  assert.deepEqual(rules, [
+    'SUBSYSTEM=="virtio-ports", ATTR{name}=="org.qemu.guest_agent.0", TAG+="systemd", ' +
+    'ENV{SYSTEMD_WANTS}+="deno-qga.service"',
+  ]);
+});
+
+Deno.test("install.sh and uninstall.sh refuse unknown arguments and relative prefixes", async () => {
+  const a = await run("sh", [`${REPO}/scripts/install.sh`, "--bogus"]);
+  assert.equal(a.code, 1);
+  assert.match(a.stderr, /unknown argument '--bogus'/);
+  const b = await run("sh", [`${REPO}/scripts/install.sh`, "--prefix", "usr"]);
+  assert.equal(b.code, 1);
+  assert.match(b.stderr, /--prefix must be an absolute path/);
+  await withTemp(async (t) => {
+    const dest = t.dest;
+    const c = await uninstall(dest);
+    assert.equal(c.code, 1);
+    assert.match(c.stderr, /no manifest/);
+  });
+});
