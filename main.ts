@@ -9,6 +9,7 @@
  */
 
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { COMMANDS } from "./commands/mod.ts";
 import { parseCommandLine } from "./cli/options.ts";
 import { runAgent } from "./agent/run.ts";
@@ -64,7 +65,7 @@ async function main(args: string[]): Promise<number> {
     }
     const argv = leastPrivilegeCommand(COMMANDS, options, {
       denoPath,
-      mainPath: join(here, "main.ts"),
+      mainPath: fileURLToPath(import.meta.url),
       args,
     });
     writeAll(Deno.stdout, argv.map(shellQuote).join(" ") + "\n");

@@ -12,6 +12,7 @@
  */
 
 import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type AgentOptions, DEFAULTS } from "./options.ts";
 import type { CommandDef, Needs } from "../commands/types.ts";
 
@@ -146,7 +147,8 @@ export function leastPrivilegeCommand(
 ): string[] {
   const n = totalNeeds(commands, options);
   const abs = (p: string) => resolve(p);
-  const flags = ["run", "--no-prompt"];
+  // --no-config: a deno.json in a parent directory must not change the agent's code.
+  const flags = ["run", "--no-prompt", "--no-config"];
   // Deno refuses /dev, /proc and /sys outside --allow-all whatever the grant says:
   // those go through the helper, so naming them would only mislead a reader.
   const special = (p: string) => /^\/(proc|sys|dev)(\/|$)/.test(p) && p !== "/dev/null";
@@ -169,5 +171,5 @@ export function leastPrivilegeCommand(
 
 /** Directory holding main.ts (for the default helper path). */
 export function projectDir(mainUrl: string): string {
-  return dirname(new URL(mainUrl).pathname);
+  return dirname(fileURLToPath(mainUrl));
 }

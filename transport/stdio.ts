@@ -4,8 +4,11 @@
  *
  * ```ini
  * StandardInput=file:/dev/virtio-ports/org.qemu.guest_agent.0
- * StandardOutput=inherit
+ * StandardOutput=file:/dev/virtio-ports/org.qemu.guest_agent.0
  * ```
+ *
+ * (the same path for both makes systemd open the port once, read-write, and
+ * duplicate it; `StandardOutput=inherit` would duplicate a read-only descriptor).
  *
  * systemd opens the port as root before starting the agent, so no helper and
  * no --allow-all are needed for the channel. stdin and stdout are two Deno
