@@ -47,8 +47,6 @@ export function auditSummary(
   for (const [k, v] of Object.entries(args)) {
     if (sensitive.includes(k)) {
       out[k] = typeof v === "string" ? `<${v.length} chars withheld>` : "<withheld>";
-    } else if (typeof v === "bigint") {
-      out[k] = Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
     } else if (typeof v === "string" && v.length > 256) {
       out[k] = `${v.slice(0, 64)}…<${v.length} chars>`;
     } else {
@@ -242,12 +240,16 @@ export class Agent {
           this.log.error(`internal error while dispatching: ${desc}`);
         }
         text = outcome.reply;
-        const cmd = outcome.command ? this.registry.get(outcome.command) : undefined;
-        this.log.audit(outcome.command ?? "request", {
-          ...(outcome.args ? { args: auditSummary(outcome.args, cmd?.sensitive) } : {}),
-          result: outcome.errorClass ?? (text === undefined ? "no-reply" : "ok"),
-          ms: Math.round((performance.now() - started) * 1000) / 1000,
-        });
+        try {
+          const cmd = outcome.command ? this.registry.get(outcome.command) : undefined;
+          this.log.audit(outcome.command ?? "request", {
+            ...(outcome.args ? { args: auditSummary(outcome.args, cmd?.sensitive) } : {}),
+            result: outcome.errorClass ?? (text === undefined ? "no-reply" : "ok"),
+            ms: Math.round((performance.now() - started) * 1000) / 1000,
+          });
+        } catch {
+          // The audit trail must never cost a reply.
+        }
       }
       if (text === undefined) continue;
       await this.#send(conn, text);

@@ -17,6 +17,14 @@ export type Level = "error" | "critical" | "warning" | "message" | "info" | "deb
 const encoder = new TextEncoder();
 const MAX_HELD = 1000;
 
+/** JSON for log fields: bigints as numbers when safe, else as strings. */
+function stringify(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => {
+    if (typeof x !== "bigint") return x;
+    return Number.isSafeInteger(Number(x)) ? Number(x) : x.toString();
+  });
+}
+
 /** Where log lines go. */
 export interface LogSink {
   writeSync(p: Uint8Array): number;
@@ -44,7 +52,8 @@ export class AgentLog implements Logger {
     this.#verbose = o.verbose;
     this.#json = o.json;
     this.#sink = o.sink;
-    this.#now = o.nowMicros ?? (() => BigInt(Date.now()) * 1000n);
+    this.#now = o.nowMicros ??
+      (() => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)));
   }
 
   /** Replaces the sink (after the log file is opened). */
@@ -83,15 +92,18 @@ export class AgentLog implements Logger {
     if (verboseOnly && !this.#verbose) return;
     const t = this.#now();
     let line: string;
-    if (this.#json) {
-      line =
-        JSON.stringify({ time: new Date(Number(t / 1000n)).toISOString(), level, msg, ...fields }) +
-        "\n";
-    } else {
-      const sec = t / 1000000n;
-      const usec = String(t % 1000000n).padStart(6, "0");
-      const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : "";
-      line = `${sec}.${usec}: ${level}: ${msg}${extra}\n`;
+    try {
+      if (this.#json) {
+        const record = { time: new Date(Number(t / 1000n)).toISOString(), level, msg, ...fields };
+        line = stringify(record) + "\n";
+      } else {
+        const sec = t / 1000000n;
+        const usec = String(t % 1000000n).padStart(6, "0");
+        const extra = fields && Object.keys(fields).length ? ` ${stringify(fields)}` : "";
+        line = `${sec}.${usec}: ${level}: ${msg}${extra}\n`;
+      }
+    } catch {
+      line = `${level}: ${msg} (its fields could not be written)\n`;
     }
     if (this.#held) {
       if (this.#held.length < MAX_HELD) this.#held.push(line);

@@ -46,6 +46,9 @@ import type { AgentOptions } from "../agent/options.ts";
 export const READ_COUNT_DEFAULT = 4096n;
 /** GUEST_FILE_READ_COUNT_MAX: 48 MiB, inclusive. */
 export const READ_COUNT_MAX = 50331648n;
+
+/** Our bound on open guest-file handles; qemu-ga is bounded only by RLIMIT_NOFILE. */
+export const MAX_OPEN_FILES = 1024;
 /** DEFAULT_NEW_FILE_MODE. */
 const NEW_FILE_MODE = 0o666;
 const INT64_MAX = 2n ** 63n - 1n;
@@ -179,7 +182,7 @@ export const guestFileOpen: CommandDef<FileOpenArgs, bigint> = defineCommand({
   since: "0.15.0",
   doc: "Open a file in the guest and return a handle for the other guest-file commands.",
   differences:
-    "With file roots configured (fileRoots/fileReadRoots), paths outside them, or a write mode on a read-only root, are refused before anything is opened. Paths under /dev, /proc and /sys need an agent run with --allow-all.",
+    "With file roots configured (fileRoots/fileReadRoots), paths outside them, or a write mode on a read-only root, are refused before anything is opened. Paths under /dev, /proc and /sys need an agent run with --allow-all. At most 1024 handles are open at once (qemu-ga: RLIMIT_NOFILE); the next open gets `guest-file-open: too many handles (1024) are open; close some with guest-file-close first`.",
   args: struct("guest-file-open-arg", { path: str, "*mode": str }),
   returns: int,
   needs: openNeeds,
@@ -194,6 +197,12 @@ export const guestFileOpen: CommandDef<FileOpenArgs, bigint> = defineCommand({
     // Under the policy, truncation waits until the opened file is confirmed.
     const deferTruncate = resolved !== null && (om.flags & C.O_TRUNC) !== 0;
     const flags = (deferTruncate ? om.flags & ~C.O_TRUNC : om.flags) | C.O_NOCTTY | C.O_NONBLOCK;
+    if (files(ctx).size >= MAX_OPEN_FILES) {
+      throw new QgaError(
+        `guest-file-open: too many handles (${MAX_OPEN_FILES}) are open; ` +
+          `close some with guest-file-close first`,
+      );
+    }
     const failOpen = (e: unknown) =>
       new QgaError(`failed to open file '${path}' (mode: '${mode}'): ${toSysError(e).strerror}`);
 

@@ -65,6 +65,9 @@ const T_ERROR = 100,
 
 const LOOKAHEAD = 0x100;
 
+/** Tokens longer than this are handed to the message by reference, not copied. */
+const BIG_TOKEN = 1 << 16;
+
 const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 
 /** The transition table of json-lexer.c, as a function: next state | LOOKAHEAD flag. */
@@ -168,22 +171,25 @@ class TokenBuffer {
   }
 
   #grow(min: number): void {
+    // Doubling, but never past what the size limit lets a token reach.
     let size = this.#buf.length * 2;
     while (size < min) size *= 2;
+    size = Math.max(min, Math.min(size, LIMITS.maxTokenSize + 2));
     const b = new Uint8Array(size);
     b.set(this.#buf.subarray(0, this.length));
     this.#buf = b;
   }
 
-  /** A copy of the bytes. */
-  take(): Uint8Array {
-    const out = this.#buf.slice(0, this.length);
-    this.clear();
-    return out;
-  }
-
   view(): Uint8Array {
     return this.#buf.subarray(0, this.length);
+  }
+
+  /** Hands the bytes over without copying; the buffer starts afresh. */
+  detach(): Uint8Array {
+    const out = this.#buf.subarray(0, this.length);
+    this.#buf = new Uint8Array(64);
+    this.length = 0;
+    return out;
   }
 
   clear(): void {
@@ -192,9 +198,78 @@ class TokenBuffer {
   }
 }
 
-interface Token {
-  type: number;
-  bytes: Uint8Array;
+/**
+ * The tokens of the message being built, stored flat: one byte buffer for all
+ * their text and typed arrays for type and extent, so a message of 2 Mi tokens
+ * costs a few tens of MB rather than an object per token.
+ */
+class TokenQueue {
+  bytes = new Uint8Array(256);
+  used = 0;
+  types = new Uint8Array(64);
+  starts = new Int32Array(64);
+  ends = new Int32Array(64);
+  count = 0;
+  /** Big tokens kept by reference (handed over by the lexer), by index. */
+  readonly big = new Map<number, Uint8Array>();
+
+  /** Adds a token; an `owned` one (no one else will write to it) is kept without a copy. */
+  push(type: number, src: Uint8Array, owned = false): void {
+    if (owned) {
+      this.#room();
+      this.big.set(this.count, src);
+      this.types[this.count] = type;
+      this.starts[this.count] = this.used;
+      this.ends[this.count] = this.used;
+      this.count++;
+      return;
+    }
+    if (this.used + src.length > this.bytes.length) {
+      let size = this.bytes.length * 2;
+      while (size < this.used + src.length) size *= 2;
+      const b = new Uint8Array(size);
+      b.set(this.bytes.subarray(0, this.used));
+      this.bytes = b;
+    }
+    this.#room();
+    this.bytes.set(src, this.used);
+    this.types[this.count] = type;
+    this.starts[this.count] = this.used;
+    this.used += src.length;
+    this.ends[this.count] = this.used;
+    this.count++;
+  }
+
+  #room(): void {
+    if (this.count === this.types.length) {
+      const n = this.count * 2;
+      const t = new Uint8Array(n);
+      t.set(this.types);
+      this.types = t;
+      const st = new Int32Array(n);
+      st.set(this.starts);
+      this.starts = st;
+      const en = new Int32Array(n);
+      en.set(this.ends);
+      this.ends = en;
+    }
+  }
+
+  text(i: number): Uint8Array {
+    return this.big.get(i) ?? this.bytes.subarray(this.starts[i]!, this.ends[i]!);
+  }
+
+  reset(): void {
+    this.count = 0;
+    this.big.clear();
+    this.used = 0;
+    if (this.bytes.length > 1 << 20) this.bytes = new Uint8Array(256);
+    if (this.types.length > 1 << 16) {
+      this.types = new Uint8Array(64);
+      this.starts = new Int32Array(64);
+      this.ends = new Int32Array(64);
+    }
+  }
 }
 
 class ParseError extends Error {}
@@ -341,25 +416,27 @@ const UINT64_MAX = 2n ** 64n - 1n;
 
 /** Recursive-descent parser over one message's tokens (json-parser.c). */
 class Parser {
-  #tokens: Token[];
+  readonly #q: TokenQueue;
   #pos = 0;
 
-  constructor(tokens: Token[]) {
-    this.#tokens = tokens;
+  constructor(q: TokenQueue) {
+    this.#q = q;
   }
 
-  #peek(): Token | undefined {
-    return this.#tokens[this.#pos];
+  /** Type of the next token, or -1 at the end. */
+  #peek(): number {
+    return this.#pos < this.#q.count ? this.#q.types[this.#pos]! : -1;
   }
 
-  #pop(): Token | undefined {
-    return this.#tokens[this.#pos++];
+  /** Index of the token taken, or -1 at the end. */
+  #pop(): number {
+    return this.#pos < this.#q.count ? this.#pos++ : -1;
   }
 
   parseValue(): JsonValue {
     const t = this.#peek();
-    if (!t) throw new ParseError("premature EOI");
-    switch (t.type) {
+    if (t < 0) throw new ParseError("premature EOI");
+    switch (t) {
       case T_LCURLY:
         return this.#object();
       case T_LSQUARE:
@@ -369,8 +446,7 @@ class Parser {
       case T_STRING:
         return this.#literal();
       case T_KEYWORD: {
-        this.#pop();
-        const kw = latin1.decode(t.bytes);
+        const kw = latin1.decode(this.#q.text(this.#pop()));
         if (kw === "true") return true;
         if (kw === "false") return false;
         if (kw === "null") return null;
@@ -382,10 +458,16 @@ class Parser {
   }
 
   #literal(): JsonValue {
-    const t = this.#pop()!;
-    if (t.type === T_STRING) return parseString(t.bytes);
-    const text = latin1.decode(t.bytes);
-    if (t.type === T_INTEGER) {
+    const i = this.#pop();
+    const type = this.#q.types[i]!;
+    const bytes = this.#q.text(i);
+    if (type === T_STRING) return parseString(bytes);
+    const text = latin1.decode(bytes);
+    if (type === T_INTEGER) {
+      if (text.length < 4) {
+        const small = SMALL_INTS.get(text);
+        if (small) return small;
+      }
       const v = BigInt(text);
       if (v >= INT64_MIN && v <= INT64_MAX) return QNum.int(v);
       if (!text.startsWith("-") && v <= UINT64_MAX) return QNum.uint(v);
@@ -397,30 +479,33 @@ class Parser {
     this.#pop();
     const dict = new Map<string, JsonValue>();
     const peek = this.#peek();
-    if (!peek) throw new ParseError("premature EOI");
-    if (peek.type === T_RCURLY) {
+    if (peek < 0) throw new ParseError("premature EOI");
+    if (peek === T_RCURLY) {
       this.#pop();
       return dict;
     }
     this.#pair(dict);
-    let t = this.#pop();
-    if (!t) throw new ParseError("premature EOI");
-    while (t.type !== T_RCURLY) {
-      if (t.type !== T_COMMA) throw new ParseError("expected separator in dict");
+    let t = this.#popType();
+    while (t !== T_RCURLY) {
+      if (t !== T_COMMA) throw new ParseError("expected separator in dict");
       this.#pair(dict);
-      t = this.#pop();
-      if (!t) throw new ParseError("premature EOI");
+      t = this.#popType();
     }
     return dict;
   }
 
+  /** Takes the next token and returns its type; premature EOI at the end. */
+  #popType(): number {
+    const i = this.#pop();
+    if (i < 0) throw new ParseError("premature EOI");
+    return this.#q.types[i]!;
+  }
+
   #pair(dict: Map<string, JsonValue>): void {
-    if (!this.#peek()) throw new ParseError("premature EOI");
+    if (this.#peek() < 0) throw new ParseError("premature EOI");
     const key = this.parseValue();
     if (typeof key !== "string") throw new ParseError("key is not a string in object");
-    const t = this.#pop();
-    if (!t) throw new ParseError("premature EOI");
-    if (t.type !== T_COLON) throw new ParseError("missing : in object pair");
+    if (this.#popType() !== T_COLON) throw new ParseError("missing : in object pair");
     const value = this.parseValue();
     if (dict.has(key)) throw new ParseError("duplicate key");
     dict.set(key, value);
@@ -430,29 +515,32 @@ class Parser {
     this.#pop();
     const list: JsonValue[] = [];
     const peek = this.#peek();
-    if (!peek) throw new ParseError("premature EOI");
-    if (peek.type === T_RSQUARE) {
+    if (peek < 0) throw new ParseError("premature EOI");
+    if (peek === T_RSQUARE) {
       this.#pop();
       return list;
     }
     list.push(this.parseValue());
-    let t = this.#pop();
-    if (!t) throw new ParseError("premature EOI");
-    while (t.type !== T_RSQUARE) {
-      if (t.type !== T_COMMA) throw new ParseError("expected separator in list");
+    let t = this.#popType();
+    while (t !== T_RSQUARE) {
+      if (t !== T_COMMA) throw new ParseError("expected separator in list");
       list.push(this.parseValue());
-      t = this.#pop();
-      if (!t) throw new ParseError("premature EOI");
+      t = this.#popType();
     }
     return list;
   }
 }
 
+/** Shared QNums for small integer literals (frequent, and immutable). */
+const SMALL_INTS: ReadonlyMap<string, QNum> = new Map(
+  Array.from({ length: 1100 }, (_, k) => k - 99).map((n) => [String(n), QNum.int(BigInt(n))]),
+);
+
 /** The incremental JSON message parser: one per agent. */
 export class JsonStream {
   #state = S_START;
   #token = new TokenBuffer();
-  #tokens: Token[] = [];
+  readonly #tokens = new TokenQueue();
   #brace = 0;
   #bracket = 0;
   #tokenSize = 0;
@@ -506,8 +594,8 @@ export class JsonStream {
   }
 
   #overflow(): void {
-    const tok = this.#token.take();
-    this.#processToken(this.#state, tok);
+    this.#processToken(this.#state, this.#token.view());
+    this.#token.clear();
     this.#state = S_START;
   }
 
@@ -519,12 +607,18 @@ export class JsonStream {
       let ns = r & ~LOOKAHEAD;
       if (consumed) this.#token.push(c);
       if (ns >= T_LCURLY) {
-        this.#processToken(ns, this.#token.take());
+        if (this.#token.length > BIG_TOKEN) {
+          this.#processToken(ns, this.#token.detach(), true);
+        } else {
+          this.#processToken(ns, this.#token.view());
+          this.#token.clear();
+        }
         ns = S_START;
       } else if (ns === S_START) {
         this.#token.clear();
       } else if (ns === T_ERROR) {
-        this.#processToken(T_ERROR, this.#token.take());
+        this.#processToken(T_ERROR, this.#token.view());
+        this.#token.clear();
         ns = S_RECOVERY;
       } else if (ns === S_RECOVERY) {
         this.#token.clear();
@@ -534,7 +628,7 @@ export class JsonStream {
     if (this.#token.length > this.#maxTokenSize) this.#overflow();
   }
 
-  #processToken(type: number, bytes: Uint8Array): void {
+  #processToken(type: number, bytes: Uint8Array, owned = false): void {
     let error: string | undefined;
     switch (type) {
       case T_LCURLY:
@@ -556,36 +650,38 @@ export class JsonStream {
     if (error === undefined) {
       if (this.#tokenSize + bytes.length + 1 > this.#maxTokenSize) {
         error = "JSON token size limit exceeded";
-      } else if (this.#tokens.length + 1 > LIMITS.maxTokenCount) {
+      } else if (this.#tokens.count + 1 > LIMITS.maxTokenCount) {
         error = "JSON token count limit exceeded";
       } else if (this.#bracket + this.#brace > LIMITS.maxNesting) {
         error = "JSON nesting depth limit exceeded";
       } else {
-        this.#tokens.push({ type, bytes });
+        this.#tokens.push(type, bytes, owned);
         this.#tokenSize += bytes.length;
         if ((this.#brace > 0 || this.#bracket > 0) && this.#brace >= 0 && this.#bracket >= 0) {
           return;
         }
       }
     }
-    const tokens = this.#tokens;
     this.#brace = 0;
     this.#bracket = 0;
-    this.#tokens = [];
     this.#tokenSize = 0;
     if (error !== undefined) {
+      this.#tokens.reset();
       this.#emit({ error });
       return;
     }
     let value: JsonValue;
     try {
-      value = new Parser(tokens).parseValue();
+      value = new Parser(this.#tokens).parseValue();
     } catch (e) {
       if (e instanceof ParseError) {
+        this.#tokens.reset();
         this.#emit({ error: `JSON parse error, ${e.message}` });
         return;
       }
       throw e;
+    } finally {
+      this.#tokens.reset();
     }
     this.#emit({ value });
   }
