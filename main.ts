@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { COMMANDS } from "./commands/mod.ts";
 import { parseCommandLine } from "./cli/options.ts";
-import { runAgent } from "./agent/run.ts";
+import { closeInspectorOnSigusr1, runAgent } from "./agent/run.ts";
 import { leastPrivilegeCommand, projectDir, shellQuote } from "./agent/permissions.ts";
 import { QEMU_GA_VERSION, VERSION } from "./agent/version.ts";
 import { startHelper } from "./system/helper_client.ts";
@@ -37,6 +37,7 @@ function safeEnvGet(name: string): string | undefined {
 }
 
 async function main(args: string[]): Promise<number> {
+  if (args[0] !== "client") closeInspectorOnSigusr1();
   if (args[0] === "client") {
     const { clientMain } = await import("./client/cli.ts");
     return await clientMain(args.slice(1));

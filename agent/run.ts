@@ -189,7 +189,6 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
   for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     Deno.addSignalListener(sig, () => void shutdown(`received signal ${sig}, quitting`));
   }
-  closeInspectorOnSigusr1();
 
   try {
     await agent.serve(transport);

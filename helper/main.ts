@@ -10,6 +10,7 @@
  * @module
  */
 
+import inspector from "node:inspector";
 import { OpError, Ops } from "./ops.ts";
 import {
   type ChannelMode,
@@ -233,7 +234,30 @@ class Session {
   }
 }
 
+/**
+ * Keeps Deno's SIGUSR1 inspector (127.0.0.1:9229, deno-facts.md §5) from ever
+ * opening, here and in the agent: a listener makes SIGUSR1 harmless to this
+ * process, and holding the port makes the inspector fail to bind in every deno
+ * process on the guest while the helper runs. Connections to the port are closed
+ * at once, so nobody can speak the inspector protocol. If another program already
+ * holds the port, the inspector cannot bind either. Costs: port 9229 is busy.
+ */
+function guardInspectorPort(): void {
+  Deno.addSignalListener("SIGUSR1", () => {
+    setTimeout(() => inspector.close(), 0);
+  });
+  try {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 9229 });
+    (async () => {
+      for await (const conn of listener) conn.close();
+    })().catch(() => {});
+  } catch {
+    // Held by someone else: the inspector cannot bind there either.
+  }
+}
+
 async function main(): Promise<number> {
+  guardInspectorPort();
   const ops = new Ops({ allowPtyChannels: Deno.args.includes("--allow-pty-channels") });
   const session = new Session(ops);
   const decoder = new FrameDecoder(MAX_REQUEST_PAYLOAD);
