@@ -186,6 +186,18 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
       void shutdown("helper exited");
     }
   });
+  // A bug must not leave the guest frozen: an error nobody caught is logged; the
+  // agent thaws and exits on one thrown synchronously, and keeps serving after a
+  // rejected promise (both are reported with their stack in the log).
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    log.error(`unhandled rejection: ${(e.reason as Error)?.stack ?? e.reason}`);
+  });
+  globalThis.addEventListener("error", (e) => {
+    e.preventDefault();
+    log.error(`uncaught error: ${(e.error as Error)?.stack ?? e.message}`);
+    void shutdown("uncaught error");
+  });
   for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     Deno.addSignalListener(sig, () => void shutdown(`received signal ${sig}, quitting`));
   }

@@ -10,6 +10,20 @@
 import { GUEST_SHARE } from "./initramfs.ts";
 
 /** Facts the guest script sets up and the checks expect. */
+
+/**
+ * Programs the operator lets guest-exec start (--exec-programs): the ones the
+ * client conversations run. Under least privilege deno-qga starts nothing else;
+ * qemu-ga, running as root, starts anything.
+ */
+export const GUEST_EXEC_PROGRAMS: readonly string[] = [
+  "/bin/sh",
+  "/usr/bin/getent",
+  "/bin/getent",
+  "/usr/bin/cat",
+  "/bin/cat",
+];
+
 export const GUEST_FACTS = {
   hostname: "qga-e2e-guest",
   user: "qgatest",
@@ -72,7 +86,9 @@ export function guestScript(repo: string): string {
   cd ${q(repo)} || exit 1
   line=$(${q(deno)} run --no-prompt --allow-read --allow-env --allow-sys ${
       q(`${repo}/main.ts`)
-    } --print-permissions -m ${method} -p ${port} -t ${state})
+    } --print-permissions -m ${method} -p ${port} -t ${state} --exec-programs=${
+      GUEST_EXEC_PROGRAMS.join(",")
+    })
   rc=$?
   printf '%s\\n' "$line" > ${s}/${commandFile}
   if [ $rc -ne 0 ] || [ -z "$line" ]; then
