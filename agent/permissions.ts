@@ -155,6 +155,13 @@ export function leastPrivilegeCommand(
   const list = (xs: string[]) => [...new Set(xs.map(abs))].filter((p) => !special(p)).join(",");
   if (n.read.length) flags.push(`--allow-read=${list(n.read)}`);
   if (n.write.length) flags.push(`--allow-write=${list(n.write)}`);
+  // The helper's launcher and the deno binary it runs are the way to --allow-all:
+  // a write grant that covers them (no file roots: guest-file-* may write anywhere,
+  // as qemu-ga) is carved out again.
+  const protect = [...new Set([dirname(resolve(options.helper)), dirname(resolve(o.denoPath))])];
+  const writes = n.write.map(abs);
+  const covered = protect.filter((p) => writes.some((w) => w === "/" || p === w || p.startsWith(`${w}/`)));
+  if (covered.length) flags.push(`--deny-write=${covered.join(",")}`);
   // "*" (guest-exec with no --exec-programs list) is never granted: least privilege
   // names its programs, and never a shell or deno itself.
   const run = [...new Set(n.run)].filter((r) => r !== "*");
