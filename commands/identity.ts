@@ -22,14 +22,16 @@ export const guestGetHostName = defineCommand<Record<string, never>, { "host-nam
   name: "guest-get-host-name",
   since: "2.10",
   doc: "Return the guest's host name (gethostname)",
+  differences:
+    "Read from /proc/sys/kernel/hostname (the UTS node name gethostname returns) through the helper, so the agent needs no --allow-sys.",
   returns: struct("GuestHostName", { "host-name": str }),
-  needs: { sys: ["hostname"] },
-  handler() {
+  needs: { helper: ["read"] },
+  async handler(_args, ctx) {
     try {
-      return { "host-name": Deno.hostname() };
+      const name = await ctx.sys.readTextFile("/proc/sys/kernel/hostname");
+      return { "host-name": name.replace(/\n$/, "") };
     } catch (e) {
-      const text = e instanceof Error ? e.message.replace(/ \(os error \d+\).*$/, "") : String(e);
-      throw new QgaError(`cannot get hostname: ${text}`);
+      throw new QgaError(`cannot get hostname: ${e instanceof SysError ? e.strerror : String(e)}`);
     }
   },
 });
@@ -563,19 +565,21 @@ export const guestGetOsinfo = defineCommand<Record<string, never>, GuestOSInfo>(
     "*variant-id": str,
   }),
   needs: {
-    sys: ["osRelease"],
     env: ["QGA_OS_RELEASE"],
     read: ["/etc/os-release", "/usr/lib/os-release"],
     helper: ["read"],
   },
   async handler(_args, ctx) {
     let version: string;
+    let release: string;
     try {
+      // uname(2)'s release and version, as the kernel exports them.
       version = (await ctx.sys.readTextFile("/proc/sys/kernel/version")).replace(/\n$/, "");
+      release = (await ctx.sys.readTextFile("/proc/sys/kernel/osrelease")).replace(/\n$/, "");
     } catch (e) {
       throw new QgaError(`uname failed: ${e instanceof SysError ? e.strerror : String(e)}`);
     }
-    const uname = { release: Deno.osRelease(), version, machine: unameMachine(Deno.build.arch) };
+    const uname = { release, version, machine: unameMachine(Deno.build.arch) };
     return await osInfo(ctx.sys, { uname, osReleaseEnv: envVar("QGA_OS_RELEASE") });
   },
 });

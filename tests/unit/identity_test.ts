@@ -53,9 +53,12 @@ Deno.test("guest-get-users answers [] without a utmp file", async () => {
   }
 });
 
-Deno.test("guest-get-host-name returns the kernel's host name", () => {
-  const ctx = fakeContext();
-  assert.deepEqual(guestGetHostName.handler({}, ctx), { "host-name": Deno.hostname() });
+Deno.test("guest-get-host-name returns the kernel's host name as qemu-ga did at the capture", async () => {
+  const ctx = fakeContext({ sys });
+  assert.deepEqual(
+    { return: await guestGetHostName.handler({}, ctx) },
+    JSON.parse(Deno.readTextFileSync(`${ROOT}expected/host-name.json`)),
+  );
 });
 
 const tzLines = Deno.readTextFileSync(`${ROOT}expected/timezone.jsonl`).trim().split("\n").map((
