@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 [ -x node_modules/.bin/deno ] || npm ci --no-audit --no-fund >/dev/null
 sh scripts/test_deps.sh
 DENO=./node_modules/.bin/deno
-FLAGS="--no-prompt --allow-read --allow-write --allow-run --allow-net --allow-env --allow-sys"
+# The test process itself gets every permission: it measures the agents it starts
+# through /proc (RSS, descriptors, listening sockets) and drives pty pairs under
+# /dev/pts, which Deno only opens for --allow-all. The agents it starts run with the
+# scoped grants `main.ts --print-permissions` prints, never with --allow-all.
+FLAGS="--no-prompt --allow-all"
 total_passed=0
 total_failed=0
 run() {

@@ -51,18 +51,32 @@ export class FixtureSystem implements SystemAccess {
     return this.#wrap(() => Deno.readTextFile(this.#p(path)));
   }
 
+  /**
+   * Lists a directory in the order recorded at capture time (`.order`, written by
+   * tests/fixtures/record_order.py: git keeps neither the kernel's readdir order
+   * nor empty directories), then any unrecorded entries by name.
+   */
   readDir(path: string): Promise<SysDirEntry[]> {
     return this.#wrap(async () => {
-      const out: SysDirEntry[] = [];
+      const found = new Map<string, SysDirEntry>();
       for await (const e of Deno.readDir(this.#p(path))) {
-        out.push({
+        if (e.name === ".order") continue;
+        found.set(e.name, {
           name: e.name,
           isFile: e.isFile,
           isDirectory: e.isDirectory,
           isSymlink: e.isSymlink,
         });
       }
-      return out;
+      let order: string[] = [];
+      try {
+        order = (await Deno.readTextFile(join(this.#p(path), ".order"))).split("\n").filter((n) => n);
+      } catch {
+        // No recorded order: by name.
+      }
+      const out = order.filter((n) => found.has(n)).map((n) => found.get(n)!);
+      const rest = [...found.keys()].filter((n) => !order.includes(n)).sort();
+      return [...out, ...rest.map((n) => found.get(n)!)];
     });
   }
 
