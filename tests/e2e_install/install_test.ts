@@ -143,15 +143,26 @@ class HostChannel {
     return undefined;
   }
 
-  /** qemu-ga's resync (qga-reference.md §1.7): 0xFF, guest-sync-delimited, wait for 0xFF. */
+  /**
+   * qemu-ga's resync (qga-reference.md §1.7): 0xFF, guest-sync-delimited, then read
+   * until the reply carries this attempt's id. Attempts made while no agent was
+   * reading stay queued in the port and are all answered later, so every attempt
+   * uses its own id and only the newest is accepted: anything older arrives before
+   * it and is discarded.
+   */
   async sync(id: number, ms: number): Promise<unknown> {
     const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
-      this.#buf = new Uint8Array(0);
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      const want = id + attempt;
       await this.send(new Uint8Array([0xff]));
-      await this.send(`{"execute":"guest-sync-delimited","arguments":{"id":${id}}}\n`);
-      const text = await this.line(3000, true);
-      if (text !== undefined) return JSON.parse(text);
+      await this.send(`{"execute":"guest-sync-delimited","arguments":{"id":${want}}}\n`);
+      const until = Math.min(deadline, Date.now() + 3000);
+      while (Date.now() < until) {
+        const text = await this.line(until - Date.now(), true);
+        if (text === undefined) break;
+        const reply = JSON.parse(text) as { return?: unknown };
+        if (reply.return === want) return { return: id };
+      }
     }
     throw new Error("No reply to guest-sync-delimited");
   }
