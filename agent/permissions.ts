@@ -160,7 +160,9 @@ export function leastPrivilegeCommand(
   // as qemu-ga) is carved out again.
   const protect = [...new Set([dirname(resolve(options.helper)), dirname(resolve(o.denoPath))])];
   const writes = n.write.map(abs);
-  const covered = protect.filter((p) => writes.some((w) => w === "/" || p === w || p.startsWith(`${w}/`)));
+  const covered = protect.filter((p) =>
+    writes.some((w) => w === "/" || p === w || p.startsWith(`${w}/`))
+  );
   if (covered.length) flags.push(`--deny-write=${covered.join(",")}`);
   // "*" (guest-exec with no --exec-programs list) is never granted: least privilege
   // names its programs, and never a shell or deno itself.

@@ -70,7 +70,9 @@ export class FixtureSystem implements SystemAccess {
       }
       let order: string[] = [];
       try {
-        order = (await Deno.readTextFile(join(this.#p(path), ".order"))).split("\n").filter((n) => n);
+        order = (await Deno.readTextFile(join(this.#p(path), ".order"))).split("\n").filter((n) =>
+          n
+        );
       } catch {
         // No recorded order: by name.
       }
