@@ -11,35 +11,7 @@
  */
 
 import type { Connection, Transport } from "./connection.ts";
-
-class SocketConnection implements Connection {
-  readonly kind = "socket" as const;
-  readonly #conn: Deno.UnixConn;
-  #closed = false;
-
-  constructor(conn: Deno.UnixConn) {
-    this.#conn = conn;
-  }
-
-  read(p: Uint8Array): Promise<number | null> {
-    return this.#conn.read(p);
-  }
-
-  async write(p: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < p.length) off += await this.#conn.write(p.subarray(off));
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed by the peer.
-    }
-  }
-}
+import { SocketConnection } from "./socket_connection.ts";
 
 /** Listens on a unix socket path. */
 export function openUnixListen(path: string): Transport {

@@ -12,6 +12,7 @@
 
 import type { AgentOptions } from "../agent/options.ts";
 import type { Connection, Transport } from "./connection.ts";
+import { SocketConnection } from "./socket_connection.ts";
 
 /** A vsock address. */
 export interface VsockAddress {
@@ -31,35 +32,6 @@ export function parseVsockAddress(path: string): VsockAddress {
     throw new Error(`error parsing address '${path}'`);
   }
   return { cid, port };
-}
-
-class VsockConnection implements Connection {
-  readonly kind = "socket" as const;
-  readonly #conn: Deno.VsockConn;
-  #closed = false;
-
-  constructor(conn: Deno.VsockConn) {
-    this.#conn = conn;
-  }
-
-  read(p: Uint8Array): Promise<number | null> {
-    return this.#conn.read(p);
-  }
-
-  async write(p: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < p.length) off += await this.#conn.write(p.subarray(off));
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed by the peer.
-    }
-  }
 }
 
 /**
@@ -90,7 +62,7 @@ export function openVsockListenTransport(options: AgentOptions): Promise<Transpo
     async accept(): Promise<Connection | null> {
       if (closed) return null;
       try {
-        return new VsockConnection(await listener.accept());
+        return new SocketConnection(await listener.accept());
       } catch (e) {
         if (closed) return null;
         throw e;
