@@ -65,10 +65,24 @@ function serve(): void {
           // controlling terminal on open, and the helper (a child of the agent,
           // started without setsid) never is one.
           file = await Deno.open(req.path, { read: true, write: true });
-          // qemu-ga puts an isa-serial tty in raw mode (VMIN=1, VTIME=0, no echo,
-          // no CR/LF mapping, no flow control). Deno has no tcsetattr for baud
-          // rate or tcflush; see docs/security.md.
-          if (req.mode === "isa-serial" && file.isTerminal()) file.setRaw(true);
+          // qemu-ga puts an isa-serial tty in raw mode at 38400 baud (cfmakeraw:
+          // VMIN=1, VTIME=0, no echo, no CR/LF mapping on input or output, no flow
+          // control). Deno's setRaw keeps output processing (a reply would end in
+          // \r\n) and sets no speed, so the helper runs stty, a fixed program with
+          // fixed arguments, on the device it just opened. Deno has no tcflush.
+          if (req.mode === "isa-serial" && file.isTerminal()) {
+            file.setRaw(true);
+            const stty = await new Deno.Command("/usr/bin/stty", {
+              args: ["-F", req.path, "raw", "-echo", "-opost", "38400", "min", "1", "time", "0"],
+              stdin: "null",
+              stdout: "null",
+              stderr: "piped",
+              clearEnv: true,
+            }).output();
+            if (!stty.success) {
+              throw new Error(`stty: ${new TextDecoder().decode(stty.stderr).trim()}`);
+            }
+          }
           post({ kind: "opened" });
         } catch (e) {
           file?.close();
