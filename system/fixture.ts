@@ -52,15 +52,17 @@ export class FixtureSystem implements SystemAccess {
   }
 
   /**
-   * Lists a directory in the order recorded at capture time (`.order`, written by
-   * tests/fixtures/record_order.py: git keeps neither the kernel's readdir order
-   * nor empty directories), then any unrecorded entries by name.
+   * Lists a directory in the kernel's readdir order recorded at capture time
+   * (`readdir_order.json` at the root of the tree, written by
+   * tests/fixtures/capture_sysfs.sh: git keeps no directory order), then any
+   * unrecorded entries by name. `.keep` files (git keeps no empty directory) are
+   * not listed.
    */
   readDir(path: string): Promise<SysDirEntry[]> {
     return this.#wrap(async () => {
       const found = new Map<string, SysDirEntry>();
       for await (const e of Deno.readDir(this.#p(path))) {
-        if (e.name === ".order") continue;
+        if (e.name === ".keep") continue;
         found.set(e.name, {
           name: e.name,
           isFile: e.isFile,
@@ -68,18 +70,28 @@ export class FixtureSystem implements SystemAccess {
           isSymlink: e.isSymlink,
         });
       }
-      let order: string[] = [];
-      try {
-        order = (await Deno.readTextFile(join(this.#p(path), ".order"))).split("\n").filter((n) =>
-          n
-        );
-      } catch {
-        // No recorded order: by name.
-      }
+      const orders = await this.#orders();
+      const key = path.length > 1 ? path.replace(/\/+$/, "") : path;
+      const order = orders[key] ?? [];
       const out = order.filter((n) => found.has(n)).map((n) => found.get(n)!);
       const rest = [...found.keys()].filter((n) => !order.includes(n)).sort();
       return [...out, ...rest.map((n) => found.get(n)!)];
     });
+  }
+
+  #orderCache: Record<string, string[]> | undefined;
+
+  async #orders(): Promise<Record<string, string[]>> {
+    if (!this.#orderCache) {
+      try {
+        this.#orderCache = JSON.parse(
+          await Deno.readTextFile(join(this.#root, "readdir_order.json")),
+        );
+      } catch {
+        this.#orderCache = {};
+      }
+    }
+    return this.#orderCache!;
   }
 
   readLink(path: string): Promise<string> {
