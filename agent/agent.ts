@@ -13,7 +13,7 @@ import type { SystemAccess } from "../system/mod.ts";
 import { toSysError } from "../system/mod.ts";
 import type { Connection, Transport } from "../transport/connection.ts";
 import { JsonStream, type StreamEvent } from "../transport/json_stream.ts";
-import { errorReply } from "../schema/json_writer.ts";
+import { errorReply, type ReplyText } from "../schema/json_writer.ts";
 import { describeError, dispatch, type DispatchOutcome } from "./dispatch.ts";
 import { AgentLog } from "./log.ts";
 import { Registry } from "./registry.ts";
@@ -225,7 +225,7 @@ export class Agent {
   async processQueued(conn: Connection): Promise<void> {
     while (this.#queue.length) {
       const ev = this.#queue.shift()!;
-      let text: string | undefined;
+      let text: ReplyText | undefined;
       if (ev.error !== undefined) {
         text = errorReply("GenericError", ev.error, undefined);
         this.log.audit("request", { error: "GenericError", desc: ev.error });
@@ -256,13 +256,18 @@ export class Agent {
     }
   }
 
-  async #send(conn: Connection, text: string): Promise<void> {
+  async #send(conn: Connection, text: ReplyText): Promise<void> {
     const delimit = this.#delimit;
     this.#delimit = false;
-    const bytes = new Uint8Array(text.length + 1 + (delimit ? 1 : 0));
+    // Reply text is 7-bit ASCII: one byte per character. Pieces are encoded one
+    // after the other, so a big reply is never flattened into one string first.
+    const parts = typeof text === "string" ? [text] : text;
+    let length = 0;
+    for (const p of parts) length += p.length;
+    const bytes = new Uint8Array(length + 1 + (delimit ? 1 : 0));
     let off = 0;
     if (delimit) bytes.set(SENTINEL, off++);
-    encoder.encodeInto(text, bytes.subarray(off));
+    for (const p of parts) off += encoder.encodeInto(p, bytes.subarray(off)).written;
     bytes[bytes.length - 1] = 0x0a;
     if (this.options.verbose) this.log.debug(`sending data, count: ${bytes.length}`);
     try {

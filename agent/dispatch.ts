@@ -8,7 +8,7 @@
 
 import type { CommandDef, Context } from "../commands/types.ts";
 import { QgaError } from "../schema/errors.ts";
-import { errorReply, successReply } from "../schema/json_writer.ts";
+import { errorReply, type ReplyText, successReplyParts } from "../schema/json_writer.ts";
 import { NO_ARGS } from "../schema/types.ts";
 import { validateArguments } from "../schema/validate.ts";
 import { isObject, type JsonObject, type JsonValue } from "../schema/value.ts";
@@ -24,7 +24,7 @@ export interface CommandLookup {
 /** What dispatching one request produced, for the reply writer and the audit log. */
 export interface DispatchOutcome {
   /** Reply text without the newline; undefined when no reply is sent. */
-  reply: string | undefined;
+  reply: ReplyText | undefined;
   /** Command name when the request got that far. */
   command?: string;
   /** Error class when the reply is an error. */
@@ -94,7 +94,7 @@ export async function dispatch(
   }
   if (cmd.successResponse === false) return { reply: undefined, command: name, args };
   const value = cmd.returns ? result : {};
-  return { reply: successReply(value, cmd.returns, id), command: name, args };
+  return { reply: successReplyParts(value, cmd.returns, id), command: name, args };
 }
 
 /** Class and text of an error thrown by a handler. */

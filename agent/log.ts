@@ -16,6 +16,8 @@ export type Level = "error" | "critical" | "warning" | "message" | "info" | "deb
 
 const encoder = new TextEncoder();
 const MAX_HELD = 1000;
+/** Longest an audit line waits before it is written. */
+const AUDIT_FLUSH_MS = 20;
 
 /** JSON for log fields: bigints as numbers when safe, else as strings. */
 function stringify(v: unknown): string {
@@ -47,6 +49,9 @@ export class AgentLog implements Logger {
   readonly #now: () => bigint;
   #held: string[] | undefined;
   #dropped = 0;
+  /** Audit lines not yet written (batched: one write per AUDIT_FLUSH_MS or 64 KiB). */
+  #pending = "";
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(o: AgentLogOptions) {
     this.#verbose = o.verbose;
@@ -63,6 +68,7 @@ export class AgentLog implements Logger {
 
   /** Stops writing (entering the frozen state). */
   hold(): void {
+    this.flush();
     this.#held ??= [];
   }
 
@@ -76,6 +82,24 @@ export class AgentLog implements Logger {
       this.#emit("warning", `${this.#dropped} log lines were dropped while frozen`);
       this.#dropped = 0;
     }
+  }
+
+  /** Writes batched audit lines now (before exit, before any other line, and before a hold). */
+  flush(): void {
+    if (this.#flushTimer !== undefined) {
+      clearTimeout(this.#flushTimer);
+      this.#flushTimer = undefined;
+    }
+    if (this.#pending === "") return;
+    const text = this.#pending;
+    this.#pending = "";
+    this.#write(text);
+  }
+
+  #queueAudit(line: string): void {
+    this.#pending += line;
+    if (this.#pending.length >= 65536) this.flush();
+    else this.#flushTimer ??= setTimeout(() => this.flush(), AUDIT_FLUSH_MS);
   }
 
   #write(line: string): void {
@@ -110,6 +134,11 @@ export class AgentLog implements Logger {
       else this.#dropped++;
       return;
     }
+    if (level === "audit") {
+      this.#queueAudit(line);
+      return;
+    }
+    this.flush();
     this.#write(line);
   }
 

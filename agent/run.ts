@@ -177,6 +177,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
       }
     }
     await helper?.close().catch(() => {});
+    log.flush();
     Deno.exit(0);
   };
   // The helper holds the channel: if it dies, stop (systemd or the operator restarts us).

@@ -36,7 +36,7 @@ import {
 } from "node:fs";
 import { decodeQemuBase64 } from "../schema/base64.ts";
 import { QgaError } from "../schema/errors.ts";
-import { alternate, bool, enumType, int, str, struct } from "../schema/types.ts";
+import { alternate, base64Str, bool, enumType, int, str, struct } from "../schema/types.ts";
 import { strerror, SysError, toSysError } from "../system/mod.ts";
 import { type CommandDef, type Context, defineCommand, type Needs } from "./types.ts";
 import { checkFileAccess, fileGrants, policyError, stillSameFile } from "./file_policy.ts";
@@ -57,7 +57,11 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const O_ACCMODE = 3;
 
 /** GuestFileRead. */
-export const GuestFileRead = struct("GuestFileRead", { count: int, "buf-b64": str, eof: bool });
+export const GuestFileRead = struct("GuestFileRead", {
+  count: int,
+  "buf-b64": base64Str,
+  eof: bool,
+});
 /** GuestFileWrite. */
 export const GuestFileWrite = struct("GuestFileWrite", { count: int, eof: bool });
 /** GuestFileSeek. */

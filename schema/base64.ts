@@ -84,6 +84,8 @@ export function decodeQemuBase64(s: string): Uint8Array {
   }
   const nul = s.indexOf("\0");
   if (nul >= 0) s = s.slice(0, nul);
+  // Canonical base64 (the common case) holds only valid characters: one scan, not two.
+  if (s.length % 4 === 0 && CANONICAL.test(s)) return Uint8Array.fromBase64(s);
   if (!VALID.test(s)) throw new QgaError(BASE64_INVALID);
   if (s.includes("\n")) s = s.replaceAll("\n", "");
   if (s.length % 4 === 0 && CANONICAL.test(s)) return Uint8Array.fromBase64(s);

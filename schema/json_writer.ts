@@ -257,7 +257,7 @@ export function writeValue(v: unknown, type: TypeDesc | undefined): string {
     case "boolean":
       return v ? "true" : "false";
     case "string":
-      return quoteString(v);
+      return type?.kind === "str" && type.base64 ? `"${v}"` : quoteString(v);
     case "bigint":
       return v.toString();
     case "number":
@@ -291,6 +291,40 @@ export function successReply(value: unknown, type: TypeDesc | undefined, id: unk
   if (id === undefined) return `{"return": ${ret}}`;
   const parts = [["return", ret], ["id", writeParsed(id)]] as const;
   return orderPairs(parts);
+}
+
+/** Reply text, whole or in pieces to be written one after the other (always 7-bit ASCII). */
+export type ReplyText = string | readonly string[];
+
+/**
+ * {@link successReply} in pieces: the base64 members of a struct result
+ * (guest-file-read's 64 MiB `buf-b64`) stay pieces of their own, so the reply is
+ * never copied into one big string before the agent encodes it.
+ */
+export function successReplyParts(
+  value: unknown,
+  type: TypeDesc | undefined,
+  id: unknown,
+): ReplyText {
+  if (
+    id !== undefined || type?.kind !== "struct" || value === null || typeof value !== "object" ||
+    !type.members.some((m) => m.type.kind === "str" && m.type.base64)
+  ) {
+    return successReply(value, type, id);
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = type.members.map((m) => m.name).filter((k) => obj[k] !== undefined);
+  const memberTypes = new Map(type.members.map((m) => [m.name, m.type]));
+  const parts: string[] = ['{"return": {'];
+  qdictOrder(keys).forEach((k, i) => {
+    const t = memberTypes.get(k);
+    const v = obj[k];
+    parts.push(`${i ? ", " : ""}${quoteString(k)}: `);
+    if (t?.kind === "str" && t.base64 && typeof v === "string") parts.push('"', v, '"');
+    else parts.push(writeValue(v, t));
+  });
+  parts.push("}}");
+  return parts;
 }
 
 /** An error reply: `{"error": {"class", "desc"}}` plus the echoed id. */

@@ -48,13 +48,20 @@ export interface AlternateDesc {
   readonly bool?: TypeDesc;
 }
 
+/**
+ * A string the command itself produced as standard base64 (guest-file-read
+ * `buf-b64`, guest-exec-status `out-data`/`err-data`): validated as `str`, and
+ * written without the escaping scan, since base64 needs none.
+ */
+export const base64Str: TypeDesc = { kind: "str", base64: true };
+
 /** Any type of the schema. */
 export type TypeDesc =
   | { readonly kind: "int" }
   | { readonly kind: "uint64" }
   | { readonly kind: "number" }
   | { readonly kind: "bool" }
-  | { readonly kind: "str" }
+  | { readonly kind: "str"; readonly base64?: true }
   | { readonly kind: "any" }
   | { readonly kind: "enum"; readonly name: string; readonly values: readonly string[] }
   | { readonly kind: "array"; readonly of: TypeDesc }

@@ -275,6 +275,8 @@ class TokenQueue {
 class ParseError extends Error {}
 
 const latin1 = new TextDecoder("latin1");
+/** For ASCII-only bytes UTF-8 and Latin-1 agree; Deno's UTF-8 decoder is several times faster. */
+const ascii = new TextDecoder();
 
 /** Validates and decodes a string token body as parse_string does. */
 function parseString(tok: Uint8Array): string {
@@ -288,7 +290,7 @@ function parseString(tok: Uint8Array): string {
       break;
     }
   }
-  if (plain) return latin1.decode(tok.subarray(1, end));
+  if (plain) return ascii.decode(tok.subarray(1, end));
   let out = "";
   let i = 1;
   let runStart = 1;

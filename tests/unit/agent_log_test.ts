@@ -18,10 +18,22 @@ Deno.test("audit records with nested bigints are written in both formats", () =>
     const { log, lines } = capture(json);
     const args = auditSummary({ vcpus: [{ "logical-id": 1n, online: false }], big: 2n ** 64n });
     log.audit("guest-set-vcpus", { args, result: "ok", ms: 1 });
+    assert.equal(lines.length, 0, "audit lines are batched");
+    log.flush();
     assert.equal(lines.length, 1);
     assert.match(lines[0]!, /"logical-id":1/);
     assert.match(lines[0]!, /"big":"18446744073709551616"/);
   }
+});
+
+Deno.test("a batched audit line is written before the next other line, in order", () => {
+  const { log, lines } = capture(false);
+  log.audit("guest-ping", { result: "ok" });
+  log.error("after");
+  assert.deepEqual(lines, [
+    '1795780658.936800: audit: guest-ping {"result":"ok"}\n',
+    "1795780658.936800: critical: after\n",
+  ]);
 });
 
 Deno.test("text lines use qemu-ga's format and only errors show without -v", () => {
