@@ -52,9 +52,80 @@ function post(reply: WorkerReply, transfer: Transferable[] = []): void {
   self.postMessage(reply, transfer);
 }
 
+/** Bytes read ahead of the agent's requests before reading pauses. */
+const READ_AHEAD = 1024 * 1024;
+
 function serve(): void {
   let file: Deno.FsFile | undefined;
-  let reading = false;
+  // Read-ahead: one read is kept pending while there is room, and a ChannelRead
+  // is answered with everything that has arrived (a virtio port hands over at
+  // most a page per read), so the agent makes one round trip per batch, not per
+  // page. EOF and errors are passed on in order, after the data before them.
+  const queue: Uint8Array[] = [];
+  let queued = 0;
+  let ended: { kind: "eof" } | { kind: "error"; code: string; message: string } | undefined;
+  let waiter: { id: number; max: number } | undefined;
+  let pumping = false;
+
+  const deliver = () => {
+    if (!waiter) return;
+    const { id, max } = waiter;
+    if (queued > 0) {
+      const n = Math.min(max, queued);
+      const out = new Uint8Array(n);
+      let off = 0;
+      while (off < n) {
+        const head = queue[0]!;
+        const take = Math.min(head.length, n - off);
+        out.set(head.subarray(0, take), off);
+        off += take;
+        if (take === head.length) queue.shift();
+        else queue[0] = head.subarray(take);
+      }
+      queued -= n;
+      waiter = undefined;
+      post({ kind: "data", id, data: out }, [out.buffer]);
+      if (!pumping && !ended && file) void pump();
+      return;
+    }
+    if (ended) {
+      const e = ended;
+      ended = undefined;
+      waiter = undefined;
+      if (e.kind === "eof") post({ kind: "eof", id });
+      else post({ kind: "error", id, code: e.code, message: e.message });
+    }
+  };
+
+  const pump = async () => {
+    pumping = true;
+    try {
+      while (file && !ended && queued < READ_AHEAD) {
+        const buf = new Uint8Array(64 * 1024);
+        let n: number | null;
+        try {
+          n = await file.read(buf);
+        } catch (e) {
+          ended = {
+            kind: "error",
+            code: codeOf(e),
+            message: `channel read: ${(e as Error).message}`,
+          };
+          break;
+        }
+        if (n === null) {
+          ended = { kind: "eof" };
+          break;
+        }
+        queue.push(buf.subarray(0, n));
+        queued += n;
+        deliver();
+      }
+    } finally {
+      pumping = false;
+    }
+    deliver();
+  };
 
   self.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
     const req = ev.data;
@@ -100,7 +171,7 @@ function serve(): void {
         if (!file) {
           return post({ kind: "error", id: req.id, code: "EBADF", message: "channel is not open" });
         }
-        if (reading) {
+        if (waiter) {
           return post({
             kind: "error",
             id: req.id,
@@ -108,22 +179,9 @@ function serve(): void {
             message: "a channel read is already pending",
           });
         }
-        reading = true;
-        const buf = new Uint8Array(req.max);
-        try {
-          const n = await file.read(buf);
-          if (n === null) post({ kind: "eof", id: req.id });
-          else post({ kind: "data", id: req.id, data: buf.subarray(0, n) });
-        } catch (e) {
-          post({
-            kind: "error",
-            id: req.id,
-            code: codeOf(e),
-            message: `channel read: ${(e as Error).message}`,
-          });
-        } finally {
-          reading = false;
-        }
+        waiter = { id: req.id, max: req.max };
+        deliver();
+        if (!pumping) void pump();
         return;
       }
       case "write": {

@@ -70,8 +70,11 @@ export type Reply = typeof Reply[keyof typeof Reply];
 /** Bytes of the frame header. */
 export const HEADER_SIZE = 9;
 
-/** Largest request payload the helper accepts; bigger frames end the session. */
-export const MAX_REQUEST_PAYLOAD = 64 * 1024;
+/**
+ * Largest request payload the helper accepts; bigger frames end the session.
+ * Channel writes use most of it: a 64 MiB reply goes out in 64 writes, not 1024.
+ */
+export const MAX_REQUEST_PAYLOAD = 1024 * 1024 + 64;
 
 /** Largest file the helper reads (reads beyond fail with EFBIG). */
 export const MAX_FILE_SIZE = 8 * 1024 * 1024;
@@ -79,8 +82,12 @@ export const MAX_FILE_SIZE = 8 * 1024 * 1024;
 /** Largest reply payload (file reads plus JSON overhead). */
 export const MAX_REPLY_PAYLOAD = MAX_FILE_SIZE + 64 * 1024;
 
-/** Largest `max` of one ChannelRead (qemu-ga reads 4096 bytes at a time). */
-export const MAX_CHANNEL_READ = 64 * 1024;
+/**
+ * Largest `max` of one ChannelRead (qemu-ga reads 4096 bytes at a time; a virtio
+ * port hands over at most a page per read, so the helper reads ahead and answers
+ * with everything that has arrived, up to this).
+ */
+export const MAX_CHANNEL_READ = 1024 * 1024;
 
 /** Longest path accepted (PATH_MAX). */
 export const MAX_PATH = 4096;

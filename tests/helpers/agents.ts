@@ -271,8 +271,14 @@ export async function startAgent(
   }).spawn();
   let errText = "";
   const decoder = new TextDecoder();
+  // Keep the last 4 MiB: an agent serving a million requests writes an audit line
+  // for each, more than a string can hold.
+  const KEEP = 4 << 20;
   const drained = (async () => {
-    for await (const chunk of child.stderr) errText += decoder.decode(chunk, { stream: true });
+    for await (const chunk of child.stderr) {
+      errText += decoder.decode(chunk, { stream: true });
+      if (errText.length > 2 * KEEP) errText = errText.slice(-KEEP);
+    }
   })();
   let finalStatus: Deno.CommandStatus | undefined;
   const statusPromise = child.status.then((s) => {
