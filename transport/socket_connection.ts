@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Connection } from "./connection.ts";
+import type { Connection, Transport } from "./connection.ts";
 
 /** The part of a Deno socket connection the agent uses. */
 export interface StreamSocket {
@@ -42,4 +42,36 @@ export class SocketConnection implements Connection {
       // Already closed by the peer.
     }
   }
+}
+
+/** The part of a Deno listener the agent uses. */
+export interface StreamListener {
+  accept(): Promise<StreamSocket>;
+  close(): void;
+}
+
+/** A listening socket as a Transport: one client at a time, as qemu-ga serves them. */
+export function listenerTransport(listener: StreamListener, description: string): Transport {
+  let closed = false;
+  return {
+    description,
+    async accept(): Promise<Connection | null> {
+      if (closed) return null;
+      try {
+        return new SocketConnection(await listener.accept());
+      } catch (e) {
+        if (closed) return null;
+        throw e;
+      }
+    },
+    close(): void {
+      if (closed) return;
+      closed = true;
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  };
 }

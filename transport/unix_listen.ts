@@ -10,8 +10,8 @@
  * @module
  */
 
-import type { Connection, Transport } from "./connection.ts";
-import { SocketConnection } from "./socket_connection.ts";
+import type { Transport } from "./connection.ts";
+import { listenerTransport } from "./socket_connection.ts";
 
 /** Listens on a unix socket path. */
 export function openUnixListen(path: string): Transport {
@@ -20,27 +20,5 @@ export function openUnixListen(path: string): Transport {
   } catch {
     // Nothing to remove.
   }
-  const listener = Deno.listen({ transport: "unix", path });
-  let closed = false;
-  return {
-    description: `unix-listen ${path}`,
-    async accept(): Promise<Connection | null> {
-      if (closed) return null;
-      try {
-        return new SocketConnection(await listener.accept());
-      } catch (e) {
-        if (closed) return null;
-        throw e;
-      }
-    },
-    close(): void {
-      if (closed) return;
-      closed = true;
-      try {
-        listener.close();
-      } catch {
-        // Already closed.
-      }
-    },
-  };
+  return listenerTransport(Deno.listen({ transport: "unix", path }), `unix-listen ${path}`);
 }

@@ -11,8 +11,8 @@
  */
 
 import type { AgentOptions } from "../agent/options.ts";
-import type { Connection, Transport } from "./connection.ts";
-import { SocketConnection } from "./socket_connection.ts";
+import type { Transport } from "./connection.ts";
+import { listenerTransport } from "./socket_connection.ts";
 
 /** A vsock address. */
 export interface VsockAddress {
@@ -56,26 +56,5 @@ export function openVsockListenTransport(options: AgentOptions): Promise<Transpo
   } catch (e) {
     return Promise.reject(e);
   }
-  let closed = false;
-  return Promise.resolve({
-    description: `vsock-listen ${addr.cid}:${addr.port}`,
-    async accept(): Promise<Connection | null> {
-      if (closed) return null;
-      try {
-        return new SocketConnection(await listener.accept());
-      } catch (e) {
-        if (closed) return null;
-        throw e;
-      }
-    },
-    close(): void {
-      if (closed) return;
-      closed = true;
-      try {
-        listener.close();
-      } catch {
-        // Already closed.
-      }
-    },
-  });
+  return Promise.resolve(listenerTransport(listener, `vsock-listen ${addr.cid}:${addr.port}`));
 }
