@@ -330,6 +330,21 @@ export class GuestRun {
   }
 }
 
+/** Creates the guest's 64 MiB ext4 data disk (label qgadata) at `path`. */
+export async function makeDataDisk(path: string): Promise<void> {
+  const disk = await Deno.open(path, { write: true, create: true });
+  await disk.truncate(64 * 1024 * 1024);
+  disk.close();
+  const mkfs = await new Deno.Command(MKFS, {
+    args: ["-q", "-F", "-L", "qgadata", path],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!mkfs.success) {
+    throw new Error(`mkfs.ext4 failed: ${new TextDecoder().decode(mkfs.stderr)}`);
+  }
+}
+
 /**
  * Builds the initramfs, the data disk and the guest script in a fresh temp dir and starts
  * QEMU. The caller must `dispose()` the result (or use `await using`).
@@ -347,17 +362,7 @@ export async function startVm(options: VmOptions = {}): Promise<Vm> {
   try {
     await Deno.mkdir(`${dir}/share/${SHARE_FILES.probeDir}`, { recursive: true });
     await buildInitramfs(`${dir}/initramfs.cpio`, { kernelVersion, busybox: BUSYBOX });
-    const disk = await Deno.open(`${dir}/data.img`, { write: true, create: true });
-    await disk.truncate(64 * 1024 * 1024);
-    disk.close();
-    const mkfs = await new Deno.Command(MKFS, {
-      args: ["-q", "-F", "-L", "qgadata", `${dir}/data.img`],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!mkfs.success) {
-      throw new Error(`mkfs.ext4 failed: ${new TextDecoder().decode(mkfs.stderr)}`);
-    }
+    await makeDataDisk(`${dir}/data.img`);
     await Deno.writeTextFile(`${dir}/share/guest.sh`, guestScript(repo));
     const child = new Deno.Command(qemu, {
       args: qemuArgs(dir, kernelVersion, options.memoryMiB ?? 2048),
