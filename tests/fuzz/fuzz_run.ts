@@ -10,7 +10,8 @@
  * @module
  */
 
-import { DANGEROUS_COMMANDS, type RunningAgent, startAgent } from "../helpers/agents.ts";
+import { DANGEROUS_COMMANDS, startAgent } from "../helpers/agents.ts";
+import { agentPid, rssKb } from "../helpers/proc.ts";
 import { type FuzzCase, FuzzClient, generateCases } from "./fuzz_lib.ts";
 
 const dec = new TextDecoder("latin1");
@@ -40,29 +41,6 @@ export interface FuzzReport {
   qemuFailures: { index: number; kind: string; error: string }[];
   rssBeforeKb: number;
   rssAfterKb: number;
-}
-
-function rssKb(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** The pid of the agent process serving `a` (found by its socket path on its command line). */
-export function agentPid(a: RunningAgent): number {
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
-      if (cmd.includes(a.socketPath) && !cmd.includes("--print-permissions")) return Number(e.name);
-    } catch {
-      // Gone.
-    }
-  }
-  return 0;
 }
 
 function known(a: string, b: string): boolean {

@@ -20,29 +20,13 @@
 import assert from "node:assert/strict";
 import { QgaClient } from "../../client/mod.ts";
 import { startAgent } from "../helpers/agents.ts";
-import { agentPid } from "../fuzz/fuzz_run.ts";
+import { agentPid, processTree } from "../helpers/proc.ts";
 
 const PORT = 9229;
 const WINDOW_MS = 1500;
 const ROUNDS = 3;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-/** The process and its descendants (from /proc/PID/task/TID/children). */
-function tree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    try {
-      for (const t of Deno.readDirSync(`/proc/${out[i]}/task`)) {
-        const kids = Deno.readTextFileSync(`/proc/${out[i]}/task/${t.name}/children`).trim();
-        if (kids) out.push(...kids.split(/\s+/).map(Number));
-      }
-    } catch {
-      // Exited meanwhile.
-    }
-  }
-  return out;
-}
 
 /** Inodes of the listening TCP sockets (IPv4 and IPv6) on `port`. */
 function listeningInodes(port: number): Set<string> {
@@ -198,7 +182,7 @@ Deno.test({
       assert.deepEqual(await c.execute("guest-ping"), {});
       const results: Probe[] = [];
       for (let round = 0; round < ROUNDS; round++) {
-        const helpers = tree(pid).slice(1);
+        const helpers = processTree(pid).slice(1);
         results.push(await probe(pid, helpers, preexisting));
         // The agent (and so its helper) must still serve after every signal.
         try {
@@ -211,7 +195,9 @@ Deno.test({
           );
         }
       }
-      console.log(`inspector probe (agent ${pid}, helpers ${JSON.stringify(tree(pid).slice(1))}):`);
+      console.log(
+        `inspector probe (agent ${pid}, helpers ${JSON.stringify(processTree(pid).slice(1))}):`,
+      );
       for (const r of results) console.log(`  ${JSON.stringify(r)}`);
       for (const r of results) {
         assert.equal(r.replyCount, 0, `an inspector answered: ${JSON.stringify(r.replies)}`);

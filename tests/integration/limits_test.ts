@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { QgaClient } from "../../client/mod.ts";
 import { type RunningAgent, startAgent } from "../helpers/agents.ts";
-import { agentPid } from "../fuzz/fuzz_run.ts";
+import { agentPid, fdCount, rssKb } from "../helpers/proc.ts";
 
 const MIB = 1024 * 1024;
 /** MAX_TOKEN_SIZE of qemu's lexer and streamer. */
@@ -38,17 +38,6 @@ const dec = new TextDecoder();
 /** The reply line qemu-ga writes for a GenericError. */
 function genericError(desc: string): string {
   return `{"error": {"class": "GenericError", "desc": "${desc}"}}`;
-}
-
-/** Resident memory of a process in KiB. */
-function rssKb(pid: number): number {
-  const m = /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-  return m ? Number(m[1]) : 0;
-}
-
-/** Open descriptors of a process. */
-function fdCount(pid: number): number {
-  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
 
 /**

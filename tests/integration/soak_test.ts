@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { QgaClient } from "../../client/mod.ts";
 import { type RunningAgent, startAgent } from "../helpers/agents.ts";
-import { agentPid } from "../fuzz/fuzz_run.ts";
+import { agentPid, fdCount, processTree, rssKb } from "../helpers/proc.ts";
 
 /** Allowed RSS growth over the whole soak, in KiB (see docs/robustness.md for the figures). */
 const RSS_BOUND_KB = 96 * 1024;
@@ -34,35 +34,14 @@ interface Usage {
   pids: number[];
 }
 
-/** The process and its descendants (from /proc/PID/task/TID/children). */
-function tree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    try {
-      for (const t of Deno.readDirSync(`/proc/${out[i]}/task`)) {
-        const kids = Deno.readTextFileSync(`/proc/${out[i]}/task/${t.name}/children`).trim();
-        if (kids) out.push(...kids.split(/\s+/).map(Number));
-      }
-    } catch {
-      // Exited meanwhile.
-    }
-  }
-  return out;
-}
-
 function usage(pid: number): Usage {
-  const pids = tree(pid);
-  let rssKb = 0;
-  let fds = 0;
-  for (const p of pids) {
-    try {
-      rssKb += Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${p}/status`))?.[1] ?? 0);
-      fds += [...Deno.readDirSync(`/proc/${p}/fd`)].length;
-    } catch {
-      // A guest-exec child that exited between the listing and now.
-    }
-  }
-  return { rssKb, fds, pids };
+  // A guest-exec child that exits between the listing and the read counts 0.
+  const pids = processTree(pid);
+  return {
+    rssKb: pids.reduce((n, p) => n + rssKb(p), 0),
+    fds: pids.reduce((n, p) => n + fdCount(p), 0),
+    pids,
+  };
 }
 
 const enc = new TextEncoder();
