@@ -1,247 +1,81 @@
 /**
  * Debugger port (issue 8 part 6, docs/robustness.md "Debugger port"): Deno opens a V8
  * inspector on 127.0.0.1:9229 when a process gets SIGUSR1. A root agent with a reachable
- * inspector would hand any local user the agent's privileges. The agent (and its
- * privileged helper, if it runs one) gets SIGUSR1; then, for 1.5 s, a tight loop connects
- * to 127.0.0.1:9229 and sends `GET /json/version`, and scans /proc/net/tcp{,6} for a
- * listening socket on port 9229 owned by the agent. The test fails if an inspector ever
- * answered or the agent ever held the listening socket. A socket held by the helper that
- * never answers (the planned "hold the port" mitigation) passes.
+ * inspector would hand any local user the agent's privileges. The probe
+ * (tests/integration/inspector_probe.ts) signals the agent and its helper, then connects
+ * to 127.0.0.1:9229 and scans /proc/net/tcp{,6} for 1.5 s; the test fails if an inspector
+ * ever answered or the agent ever held the listening socket. A control scenario runs the
+ * same probe against a plain Deno process, which must show the inspector: the probe can
+ * see what it looks for.
  *
- * A control test runs the same probe against a plain Deno process, which must show the
- * inspector: the probe can see what it looks for.
- *
- * Run: env -u RUST_BACKTRACE ./node_modules/.bin/deno test --allow-all \
- *   tests/integration/inspector_test.ts
+ * Each scenario runs in a network namespace of its own (`unshare -n`, as root), so the
+ * result does not depend on what else runs on the machine: every running deno-qga's helper
+ * holds 127.0.0.1:9229 of the namespace it lives in.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { QgaClient } from "../../client/mod.ts";
-import { startAgent } from "../helpers/agents.ts";
-import { agentPid, processTree } from "../helpers/proc.ts";
+import { fileURLToPath } from "node:url";
+import type { ScenarioResult } from "./inspector_probe.ts";
 
-const PORT = 9229;
-const WINDOW_MS = 1500;
-const ROUNDS = 3;
-const enc = new TextEncoder();
-const dec = new TextDecoder();
+const PROBE = fileURLToPath(new URL("./inspector_probe.ts", import.meta.url));
 
-/** Inodes of the listening TCP sockets (IPv4 and IPv6) on `port`. */
-function listeningInodes(port: number): Set<string> {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
-  const out = new Set<string>();
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(file);
-    } catch {
-      continue;
-    }
-    for (const line of text.split("\n").slice(1)) {
-      const f = line.trim().split(/\s+/);
-      // sl local_address rem_address st ... inode is field 9; LISTEN is state 0A.
-      if (f.length > 9 && f[1]!.endsWith(`:${hexPort}`) && f[3] === "0A") out.add(f[9]!);
-    }
-  }
-  return out;
-}
-
-/** Socket inodes among a process's descriptors. */
-function socketInodes(pid: number): Set<string> {
-  const out = new Set<string>();
-  try {
-    for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`));
-        if (m) out.add(m[1]!);
-      } catch {
-        // Closed meanwhile.
-      }
-    }
-  } catch {
-    // Exited.
-  }
-  return out;
-}
-
-function timeout<T>(p: Promise<T>, ms: number): Promise<T | "timeout"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    p,
-    new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), ms))),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** What the probe saw. */
-interface Probe {
-  attempts: number;
-  /** Scans of /proc/net/tcp{,6}. */
-  scans: number;
-  /** TCP connections accepted by someone on 127.0.0.1:9229. */
-  connected: number;
-  /** Replies to GET /json/version (first 200 bytes each, at most 5 kept). */
-  replies: string[];
-  replyCount: number;
-  /** Scans that found a listener owned by the watched (agent) process. */
-  agentListener: number;
-  /** Scans that found a listener owned by a helper process. */
-  helperListener: number;
-  /** Scans that found a new listener whose owner could not be found. */
-  unknownListener: number;
-}
-
-/**
- * Sends SIGUSR1 to `agent` and `helpers`, then probes the port for {@link WINDOW_MS}.
- * `preexisting` listeners (there before the agent started) are ignored in the scan.
- */
-async function probe(agent: number, helpers: number[], preexisting: Set<string>): Promise<Probe> {
-  const p: Probe = {
-    attempts: 0,
-    scans: 0,
-    connected: 0,
-    replies: [],
-    replyCount: 0,
-    agentListener: 0,
-    helperListener: 0,
-    unknownListener: 0,
-  };
-  for (const pid of [agent, ...helpers]) Deno.kill(pid, "SIGUSR1");
-  const end = performance.now() + WINDOW_MS;
-  let lastScan = -Infinity;
-  while (performance.now() < end) {
-    p.attempts++;
-    // Reading /proc/net/tcp{,6} takes ~10 ms here, a refused connect ~40 us: scan every
-    // 25 ms, and connect as fast as possible in between.
-    const now = performance.now();
-    const fresh = now - lastScan < 25
-      ? []
-      : [...listeningInodes(PORT)].filter((i) => !preexisting.has(i));
-    if (now - lastScan >= 25) {
-      lastScan = now;
-      p.scans++;
-    }
-    if (fresh.length > 0) {
-      const mine = socketInodes(agent);
-      const theirs = new Set(helpers.flatMap((h) => [...socketInodes(h)]));
-      for (const inode of fresh) {
-        if (mine.has(inode)) p.agentListener++;
-        else if (theirs.has(inode)) p.helperListener++;
-        else p.unknownListener++;
-      }
-    }
-    const connecting = Deno.connect({ hostname: "127.0.0.1", port: PORT });
-    let conn: Deno.TcpConn | "timeout";
-    try {
-      conn = await timeout(connecting, 200);
-    } catch {
-      continue; // ECONNREFUSED: nobody listens, the usual case.
-    }
-    if (conn === "timeout") {
-      connecting.then((c) => c.close(), () => {});
-      continue;
-    }
-    p.connected++;
-    try {
-      await conn.write(enc.encode("GET /json/version HTTP/1.0\r\n\r\n"));
-      const buf = new Uint8Array(4096);
-      const n = await timeout(conn.read(buf), 300).catch(() => null);
-      if (typeof n === "number" && n > 0) {
-        p.replyCount++;
-        if (p.replies.length < 5) p.replies.push(dec.decode(buf.subarray(0, Math.min(n, 200))));
-      }
-    } catch {
-      // Reset by the peer: no answer.
-    } finally {
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-    }
-  }
-  return p;
+/** Runs one probe scenario in a fresh network namespace with loopback up. */
+async function inOwnNetns(which: "agent" | "control"): Promise<ScenarioResult> {
+  assert.equal(Deno.uid(), 0, "the inspector test needs root for its own network namespace");
+  const script = `ip link set lo up && exec "$0" run --allow-all --no-prompt "$1" "$2"`;
+  const out = await new Deno.Command("unshare", {
+    args: ["-n", "sh", "-c", script, Deno.execPath(), PROBE, which],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(
+    out.code,
+    0,
+    `probe ${which} failed (${out.code}):\n${stdout}\n${stderr.slice(-3000)}`,
+  );
+  const line = stdout.trim().split("\n").at(-1) ?? "";
+  return JSON.parse(line) as ScenarioResult;
 }
 
 Deno.test({
   name:
     "after SIGUSR1 no client reaches an inspector of the agent and the agent never listens on 9229",
-  sanitizeResources: false,
-  sanitizeOps: false,
   async fn() {
-    const preexisting = listeningInodes(PORT);
-    const agent = await startAgent("deno-qga", {
-      extraArgs: ["--exec-programs=/usr/bin/true"],
-    });
-    let passed = false;
-    try {
-      const pid = agentPid(agent);
-      assert.ok(pid > 0, "agent pid not found");
-      const c = await QgaClient.connect(agent.socketPath);
-      assert.deepEqual(await c.execute("guest-ping"), {});
-      const results: Probe[] = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        const helpers = processTree(pid).slice(1);
-        results.push(await probe(pid, helpers, preexisting));
-        // The agent (and so its helper) must still serve after every signal.
-        try {
-          assert.deepEqual(await c.execute("guest-ping"), {});
-        } catch (e) {
-          throw new Error(
-            `the agent stopped serving after SIGUSR1 to ${JSON.stringify([pid, ...helpers])} ` +
-              `(round ${round}, probe ${JSON.stringify(results.at(-1))}): ${e}\n` +
-              `stderr: ${agent.stderr().slice(-1500)}`,
-          );
-        }
-      }
-      console.log(
-        `inspector probe (agent ${pid}, helpers ${JSON.stringify(processTree(pid).slice(1))}):`,
+    const r = await inOwnNetns("agent");
+    console.log(`inspector probe (agent ${r.pid}, helpers ${JSON.stringify(r.helpers)}):`);
+    for (const p of r.rounds) console.log(`  ${JSON.stringify(p)}`);
+    assert.equal(r.preexisting, 0, "a fresh network namespace had a listener on 9229");
+    assert.ok(r.pid > 0, "agent pid not found");
+    assert.ok(r.helpers.length > 0, "the agent's helper was not found");
+    assert.equal(r.stoppedServing, undefined, `the agent stopped serving: ${r.stoppedServing}`);
+    assert.equal(r.rounds.length, 3);
+    for (const p of r.rounds) {
+      assert.equal(p.replyCount, 0, `an inspector answered: ${JSON.stringify(p.replies)}`);
+      assert.equal(p.agentListener, 0, "the agent held a listening socket on port 9229");
+      assert.equal(p.unknownListener, 0, "a new listener on 9229 appeared, owner not found");
+      assert.ok(
+        p.attempts > 20 && p.scans > 20,
+        `only ${p.attempts} probes and ${p.scans} scans in the window`,
       );
-      for (const r of results) console.log(`  ${JSON.stringify(r)}`);
-      for (const r of results) {
-        assert.equal(r.replyCount, 0, `an inspector answered: ${JSON.stringify(r.replies)}`);
-        assert.equal(r.agentListener, 0, "the agent held a listening socket on port 9229");
-        assert.equal(r.unknownListener, 0, "a new listener on 9229 appeared, owner not found");
-        assert.ok(
-          r.attempts > 20 && r.scans > 20,
-          `only ${r.attempts} probes and ${r.scans} scans in ${WINDOW_MS} ms`,
-        );
-      }
-      await c.close();
-      passed = true;
-    } finally {
-      // A failure above is the one to report; stop() then only cleans up.
-      if (passed) await agent.stop();
-      else await agent.stop().catch(() => {});
     }
   },
 });
 
 Deno.test({
   name: "the probe sees the inspector of a Deno process that does not close it",
-  sanitizeResources: false,
-  sanitizeOps: false,
   async fn() {
-    const preexisting = listeningInodes(PORT);
-    assert.equal(preexisting.size, 0, "something already listens on 127.0.0.1:9229");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["eval", "setInterval(() => {}, 1000)"],
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    try {
-      await new Promise((r) => setTimeout(r, 1000)); // let it start its event loop
-      const r = await probe(child.pid, [], preexisting);
-      console.log(`control (plain deno ${child.pid}): ${JSON.stringify(r)}`);
-      assert.ok(r.replyCount > 0, "no inspector reply from a plain Deno process after SIGUSR1");
-      assert.match(r.replies[0]!, /V8-Version|Browser/);
-      assert.ok(r.agentListener > 0, "the listener was not attributed to the process");
-    } finally {
-      child.kill("SIGKILL");
-      await child.status;
-    }
+    const r = await inOwnNetns("control");
+    const p = r.rounds[0]!;
+    console.log(`control (plain deno ${r.pid}): ${JSON.stringify(p)}`);
+    assert.equal(r.preexisting, 0, "a fresh network namespace had a listener on 9229");
+    assert.ok(p.replyCount > 0, "no inspector reply from a plain Deno process after SIGUSR1");
+    assert.match(p.replies[0]!, /V8-Version|Browser/);
+    assert.ok(p.agentListener > 0, "the listener was not attributed to the process");
   },
 });
