@@ -17,6 +17,7 @@ import { leastPrivilegeCommand, projectDir, shellQuote } from "./agent/permissio
 import { QEMU_GA_VERSION, VERSION } from "./agent/version.ts";
 import { startHelper } from "./system/helper_client.ts";
 import { createSystemAccess } from "./system/real.ts";
+import { type AgentEnvName, ENV_PROGRAM, readAgentEnvironment } from "./system/environment.ts";
 import { openTransport } from "./transport/mod.ts";
 import { thawAll } from "./commands/fsfreeze.ts";
 
@@ -28,14 +29,6 @@ function writeAll(out: { writeSync(p: Uint8Array): number }, text: string): void
   while (b.length > 0) b = b.subarray(out.writeSync(b));
 }
 
-function safeEnvGet(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined; // not granted: treated as unset
-  }
-}
-
 async function main(args: string[]): Promise<number> {
   if (args[0] !== "client") closeInspectorOnSigusr1();
   if (args[0] === "client") {
@@ -43,13 +36,23 @@ async function main(args: string[]): Promise<number> {
     return await clientMain(args.slice(1));
   }
   const here = projectDir(import.meta.url);
-  const parsed = await parseCommandLine(args, { get: safeEnvGet }, {
+  const environment = await readAgentEnvironment();
+  const env = { get: (name: string) => environment.get(name as AgentEnvName) };
+  const parsed = await parseCommandLine(args, env, {
     version: QEMU_GA_VERSION,
     denoQgaVersion: VERSION,
     denoVersion: Deno.version.deno,
     commandNames: COMMANDS.map((c) => c.name),
     defaultHelper: join(here, "helper", "qga-helper"),
   });
+  if (environment.unreadable.includes("QGA_CONF")) {
+    // The operator may have named a configuration we cannot see: never drop it silently.
+    writeAll(
+      Deno.stderr,
+      "deno-qga: QGA_CONF cannot be read (no --allow-env=QGA_CONF, and the sandbox does not " +
+        `allow running ${ENV_PROGRAM}): a configuration it names is not loaded\n`,
+    );
+  }
   if (parsed.kind === "exit") {
     if (parsed.stdout) writeAll(Deno.stdout, parsed.stdout);
     if (parsed.stderr) writeAll(Deno.stderr, parsed.stderr);
@@ -76,6 +79,7 @@ async function main(args: string[]): Promise<number> {
     options,
     commands: COMMANDS,
     version: QEMU_GA_VERSION,
+    environment,
     startHelper,
     createSystem: createSystemAccess,
     openTransport,

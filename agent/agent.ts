@@ -10,6 +10,7 @@
 import type { AgentOptions } from "./options.ts";
 import type { CommandDef, Context, RunResult } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
+import { type AgentEnvironment, fixedEnvironment } from "../system/environment.ts";
 import { toSysError } from "../system/mod.ts";
 import type { Connection, Transport } from "../transport/connection.ts";
 import { JsonStream, type StreamEvent } from "../transport/json_stream.ts";
@@ -29,6 +30,8 @@ export interface AgentInit {
   options: AgentOptions;
   commands: readonly CommandDef<never, unknown>[];
   sys: SystemAccess;
+  /** The environment variables commands read; none when omitted (tests). */
+  env?: AgentEnvironment;
   log: AgentLog;
   version: string;
   /** Commands the sandbox cannot serve, with the reason (reported as disabled). */
@@ -88,6 +91,7 @@ export class Agent {
     this.context = {
       sys: init.sys,
       options: init.options,
+      env: init.env ?? fixedEnvironment({}),
       log: init.log,
       version: init.version,
       store: <T>(key: string, create: () => T): T => {

@@ -53,7 +53,7 @@ export function baseNeeds(options: AgentOptions, helperWanted: boolean): Needs {
 }
 
 function merge(into: Required<Needs>, n: Needs): void {
-  for (const k of ["read", "write", "run", "sys", "env", "helper"] as const) {
+  for (const k of ["read", "write", "run", "sys", "env", "net", "helper"] as const) {
     for (const v of n[k] ?? []) if (!into[k].includes(v)) into[k].push(v);
   }
 }
@@ -63,7 +63,15 @@ export function totalNeeds(
   commands: readonly AnyCommand[],
   options: AgentOptions,
 ): Required<Needs> {
-  const all: Required<Needs> = { read: [], write: [], run: [], sys: [], env: [], helper: [] };
+  const all: Required<Needs> = {
+    read: [],
+    write: [],
+    run: [],
+    sys: [],
+    env: [],
+    net: [],
+    helper: [],
+  };
   for (const c of commands) {
     if (isFilteredOut(c.name, options)) continue;
     merge(all, needsOf(c, options));
@@ -103,9 +111,7 @@ export function missingGrant(n: Needs): string | undefined {
       return `system information "${kind}"`;
     }
   }
-  for (const variable of n.env ?? []) {
-    if (!queryGranted({ name: "env", variable })) return `environment variable ${variable}`;
-  }
+  // env and net are not checked: see Needs (commands/types.ts).
   return undefined;
 }
 
@@ -168,7 +174,9 @@ export function leastPrivilegeCommand(
   // names its programs, and never a shell or deno itself.
   const run = [...new Set(n.run)].filter((r) => r !== "*");
   if (run.length) flags.push(`--allow-run=${run.join(",")}`);
-  if (options.method === "unix-listen") flags.push(`--allow-net=unix:${abs(options.path)}`);
+  const net = [...new Set(n.net)];
+  if (options.method === "unix-listen") net.unshift(`unix:${abs(options.path)}`);
+  if (net.length) flags.push(`--allow-net=${net.join(",")}`);
   if (n.sys.length) flags.push(`--allow-sys=${n.sys.join(",")}`);
   if (n.env.length) flags.push(`--allow-env=${n.env.join(",")}`);
   if (options.method === "vsock-listen") {

@@ -10,6 +10,7 @@ import inspector from "node:inspector";
 import type { AgentOptions } from "./options.ts";
 import type { CommandDef } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
+import type { AgentEnvironment } from "../system/environment.ts";
 import type { Transport } from "../transport/connection.ts";
 import { Agent } from "./agent.ts";
 import { AgentLog, type LogSink } from "./log.ts";
@@ -29,6 +30,8 @@ export interface RunDeps<H extends HelperHandle> {
   options: AgentOptions;
   commands: readonly AnyCommand[];
   version: string;
+  /** The environment variables the agent reads, read once at start-up. */
+  environment: AgentEnvironment;
   startHelper(path: string): Promise<H>;
   createSystem(helper: H | undefined): SystemAccess;
   openTransport(
@@ -96,6 +99,11 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     }
   }
 
+  for (const name of deps.environment.unreadable) {
+    log.warn(
+      `environment variable ${name} cannot be read (no --allow-env=${name}); treated as unset`,
+    );
+  }
   const disabled = sandboxDisabled(commands, options, helper !== undefined);
   for (const [name, reason] of disabled) log.debug(`disabling command: ${name}: ${reason}`);
 
@@ -104,6 +112,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     options,
     commands,
     sys: deps.createSystem(helper),
+    env: deps.environment,
     log,
     version: deps.version,
     sandboxDisabled: disabled,

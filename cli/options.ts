@@ -312,9 +312,24 @@ export function splitList(text: string): string[] {
   return text === "" ? [] : text.split(",").reverse();
 }
 
-/** deno-qga's lists: items in the given order, empty items dropped. */
-function splitPaths(text: string): string[] {
-  return text.split(",").filter((s) => s !== "");
+/**
+ * deno-qga's lists: items in the given order, empty items dropped. Items are separated by
+ * `,` (as on qemu-ga's command line) or `;` (GKeyFile's list syntax, as in qemu-ga's own
+ * test config `block-rpcs=guest-ping;guest-get-time`), so `exec-programs=a;b` names two
+ * programs.
+ */
+export function splitPaths(text: string): string[] {
+  return text.split(/[,;]/).filter((s) => s !== "");
+}
+
+/**
+ * The RPC names a block or allow list means. qemu-ga splits its lists on `,` only, so
+ * `block-rpcs=guest-ping;guest-get-time` is stored (and dumped by `-D`) as one name that
+ * blocks nothing; no command name contains `;`, so deno-qga blocks both names (the
+ * operator's plain intent) while `-D` still prints the list exactly as qemu-ga does.
+ */
+export function effectiveRpcList(stored: readonly string[]): string[] {
+  return stored.flatMap((item) => item.split(";")).filter((s) => s !== "");
 }
 
 /** `config_load` (10.2, plus 7.2's `blacklist` key and deno-qga's keys). */
@@ -650,8 +665,8 @@ export async function parseCommandLine(
       statedir,
       verbose: config.verbose,
       retryPath: config.retryPath,
-      blockRpcs: config.blockRpcs,
-      allowRpcs: config.allowRpcs,
+      blockRpcs: effectiveRpcList(config.blockRpcs),
+      allowRpcs: effectiveRpcList(config.allowRpcs),
       configPath: config.configPath,
       fileRoots: config.fileRoots,
       fileReadRoots: config.fileReadRoots,

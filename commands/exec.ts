@@ -1,11 +1,12 @@
 /**
  * guest-exec and guest-exec-status (qga-reference.md §2.3 "Process execution",
- * §3.2)
- * for the commands that run a helper program (set-time, set-user-password).
+ * §3.2).
  *
- * Children are started with Deno.Command, so which programs may run is exactly
- * the agent's `--allow-run` grant: a refusal becomes a GenericError naming the
- * program. Started processes live in a per-agent table (ctx.store) until a
+ * Which programs may run is checked here first, against `--exec-programs`
+ * (commands/exec_policy.ts); Deno's `--allow-run` grant is the second line. Children are
+ * started with Deno.Command; `merged` capture gives the child one socket as both stdout
+ * and stderr (system/shared_output.ts), so the writes keep their order as with qemu-ga's
+ * dup2. Started processes live in a per-agent table (ctx.store) until a
  * guest-exec-status reports them finished.
  *
  * @module
@@ -16,7 +17,10 @@ import { QgaError } from "../schema/errors.ts";
 import { decodeQemuBase64, encodeBase64 } from "../schema/base64.ts";
 import { alternate, array, bool, enumType, int, str, struct } from "../schema/types.ts";
 import { strerror } from "../system/mod.ts";
+import { openSharedOutput, type SharedOutput, sharedOutputPath } from "../system/shared_output.ts";
 import { type Context, defineCommand } from "./types.ts";
+import { programToSpawn, SYSTEM_BIN_DIRS } from "./exec_policy.ts";
+import { dirname, resolve } from "node:path";
 
 /** GUEST_EXEC_MAX_OUTPUT: captured bytes per stream. */
 export const EXEC_MAX_OUTPUT = 16 * 1024 * 1024;
@@ -91,14 +95,24 @@ class ExecProcess {
   #status: Deno.CommandStatus | null = null;
   #finished = false;
 
-  constructor(child: Deno.ChildProcess, out: Capture | null, err: Capture | null, merged: boolean) {
+  /**
+   * `merged`: the child's one shared output socket, or `"pipes"` when there is none and
+   * its stderr pipe is appended to `out` in arrival order.
+   */
+  constructor(
+    child: Deno.ChildProcess,
+    out: Capture | null,
+    err: Capture | null,
+    merged: SharedOutput | "pipes" | null,
+  ) {
     this.pid = child.pid;
     this.out = out;
     this.err = err;
     const drains: Promise<void>[] = [];
-    if (out) drains.push(drain(child.stdout, out));
+    if (out && merged && merged !== "pipes") drains.push(drain(merged.reader.readable, out));
+    else if (out) drains.push(drain(child.stdout, out));
     if (err) drains.push(drain(child.stderr, err));
-    else if (merged && out) drains.push(drain(child.stderr, out));
+    else if (out && merged === "pipes") drains.push(drain(child.stderr, out));
     const status = child.status.then((s) => {
       this.#status = s;
     });
@@ -214,18 +228,42 @@ function spawnError(e: unknown, path: string): QgaError {
   return new QgaError(`Failed to execute child process \u201C${path}\u201D (${reason})`);
 }
 
+/**
+ * The shared stdout/stderr socket for a `merged` capture, or null when the sandbox cannot
+ * make one (the card's line grants no --allow-net): the two streams are then read from
+ * two pipes and appended in arrival order, and the log says so once.
+ */
+async function sharedOutput(ctx: Context): Promise<SharedOutput | null> {
+  try {
+    return await openSharedOutput(sharedOutputPath(ctx.options.statedir));
+  } catch (e) {
+    ctx.store("exec-merged-warned", () => {
+      ctx.log.warn(
+        `guest-exec: merged output is read from two pipes, in arrival order ` +
+          `(no shared socket: ${(e as Error).message})`,
+      );
+      return true;
+    });
+    return null;
+  }
+}
+
 /** guest-exec: starts a program in the background and returns its pid. */
 export const guestExec = defineCommand<ExecArgs, { pid: number }>({
   name: "guest-exec",
   since: "2.5",
   doc: "Execute a command in the guest; poll guest-exec-status for its result",
-  differences: "`merged` capture: Deno cannot dup2 the child's stderr onto its stdout, so both " +
-    "pipes are read and appended to out-data in arrival order (writes that reach the two pipes " +
-    "at the same instant may be interleaved differently than with qemu-ga's dup2). The exact " +
-    "alternative (node:child_process with a unix socket as fd 1 and 2) was measured and rejected: " +
-    "it needs --allow-env for the whole environment and a net grant. Programs that may run are " +
-    "limited by the agent's --allow-run grant (see --exec-program); a refused program gives " +
-    "`guest-exec: program '<path>' is not permitted by the agent's sandbox (--allow-run)`. At most " +
+  differences: "With `--exec-programs` (our extension) the agent itself checks the program " +
+    "before spawning anything: it is found as g_spawn finds it (a bare name through `env`'s " +
+    "PATH, else the agent's), compared with the listed programs canonicalised (symlinks " +
+    "resolved), and a program not listed gets `guest-exec: program '<path>' is not allowed: " +
+    "it is not listed in the agent's --exec-programs (exec-programs= in the configuration)`; " +
+    "the listed spelling is what runs (argv[0] is the listed path). `merged` capture gives the " +
+    "child one socket as stdout and stderr (qemu-ga: one pipe, dup2), so the order of the " +
+    "writes is kept; without a net grant for it (the card's line) both pipes are read and " +
+    "appended in arrival order, and the log says so. Deno's --allow-run is the second line: " +
+    "a program it refuses gives `guest-exec: program '<path>' is not permitted by the agent's " +
+    "sandbox (--allow-run)`. At most " +
     `${EXEC_MAX_TRACKED} processes are tracked until their status is collected. env entries ` +
     "without `=` are dropped (Deno cannot pass them); for duplicated names the first wins, as " +
     "getenv sees it; the child's environment is ordered by name (Deno sorts it). A script without #! is run the way the kernel and Deno allow (GLib would " +
@@ -242,10 +280,21 @@ export const guestExec = defineCommand<ExecArgs, { pid: number }>({
   }),
   returns: struct("GuestExec", { pid: int }),
   sensitive: ["input-data", "env"],
-  needs: (options) => ({
-    run: options.execPrograms.length > 0 ? [...options.execPrograms] : ["*"],
-  }),
-  handler(args, ctx) {
+  needs: (options) => {
+    const shared = sharedOutputPath(resolve(options.statedir));
+    const merged = { read: [shared], write: [shared], net: [`unix:${shared}`] };
+    if (options.execPrograms.length === 0) return { run: ["*"], ...merged };
+    // The policy finds programs through PATH and canonicalises them (exec_policy.ts).
+    const dirs = options.execPrograms.filter((p) => p.startsWith("/")).map((p) => dirname(p));
+    return {
+      run: [...options.execPrograms],
+      env: ["PATH"],
+      net: merged.net,
+      read: [...new Set([...SYSTEM_BIN_DIRS, ...dirs, shared])],
+      write: merged.write,
+    };
+  },
+  async handler(args, ctx) {
     const input = args["input-data"] !== undefined ? decodeQemuBase64(args["input-data"]) : null;
     const path = cString(args.path);
     const argv = (args.arg ?? []).map(cString);
@@ -257,32 +306,46 @@ export const guestExec = defineCommand<ExecArgs, { pid: number }>({
           `collect finished ones with guest-exec-status first`,
       );
     }
+    const program = programToSpawn(path, {
+      listed: ctx.options.execPrograms,
+      agentPath: ctx.env.get("PATH"),
+      ...(args.env !== undefined ? { env: args.env.map(cString) } : {}),
+    });
     const mode = captureMode(args["capture-output"]);
     const wantOut = mode === "stdout" || mode === "separated" || mode === "merged";
     const wantErr = mode === "stderr" || mode === "separated" || mode === "merged";
+    const shared = mode === "merged" ? await sharedOutput(ctx) : null;
     const options: Deno.CommandOptions = {
       args: argv,
       stdin: input ? "piped" : "null",
       stdout: wantOut ? "piped" : "null",
       stderr: wantErr ? "piped" : "null",
     };
+    if (shared) {
+      // Deno.Command takes a raw descriptor here (see system/shared_output.ts).
+      options.stdout = shared.childFd as unknown as "piped";
+      options.stderr = shared.childFd as unknown as "piped";
+    }
     if (args.env !== undefined) {
       options.env = envFromList(args.env);
       options.clearEnv = true;
     }
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(path, options).spawn();
+      child = new Deno.Command(program, options).spawn();
     } catch (e) {
+      shared?.close();
       throw spawnError(e, path);
     }
+    shared?.closeChildEnd();
     if (input) {
       const writer = child.stdin.getWriter();
       writer.write(input).then(() => writer.close()).catch(() => writer.abort().catch(() => {}));
     }
     const out = wantOut ? new Capture() : null;
     const err = mode === "stderr" || mode === "separated" ? new Capture() : null;
-    const proc = new ExecProcess(child, out, err, mode === "merged");
+    const merged = mode === "merged" ? (shared ?? "pipes") : null;
+    const proc = new ExecProcess(child, out, err, merged);
     table.add(proc);
     return { pid: proc.pid };
   },

@@ -8,6 +8,7 @@
 
 import type { AgentOptions } from "../agent/options.ts";
 import type { SystemAccess } from "../system/mod.ts";
+import type { AgentEnvironment } from "../system/environment.ts";
 import type { StructDesc, TypeDesc } from "../schema/types.ts";
 
 /**
@@ -19,6 +20,11 @@ import type { StructDesc, TypeDesc } from "../schema/types.ts";
  * spawns on the resolved path). `sys` names Deno `--allow-sys` kinds
  * ("hostname", "osRelease", "loadavg", "networkInterfaces", ...). `helper` names
  * privileged-helper operations ("read", "write", "channel").
+ *
+ * `env` and `net` are printed in the least-privilege line but never disable a command:
+ * environment variables are read once at start-up by other means when not granted
+ * (system/environment.ts), and `net` (`unix:<path>`) only serves guest-exec's `merged`
+ * capture, which has a fallback.
  */
 export interface Needs {
   read?: string[];
@@ -26,6 +32,7 @@ export interface Needs {
   run?: string[];
   sys?: string[];
   env?: string[];
+  net?: string[];
   helper?: string[];
 }
 
@@ -61,6 +68,8 @@ export interface Context {
   /** Linux access (/proc and /sys through the privileged helper). */
   readonly sys: SystemAccess;
   readonly options: AgentOptions;
+  /** The environment variables the agent reads (system/environment.ts), read at start-up. */
+  readonly env: AgentEnvironment;
   readonly log: Logger;
   /** The agent version reported by guest-info. */
   readonly version: string;

@@ -9,6 +9,11 @@
 import type { Context, Logger, RegistryEntry, RunResult } from "../../commands/types.ts";
 import type { AgentOptions } from "../../agent/options.ts";
 import type { SystemAccess } from "../../system/mod.ts";
+import {
+  type AgentEnvironment,
+  type AgentEnvName,
+  fixedEnvironment,
+} from "../../system/environment.ts";
 
 /** Options of {@link fakeContext}. */
 export interface FakeContextOptions {
@@ -17,7 +22,24 @@ export interface FakeContextOptions {
   /** Answers ctx.run; records nothing on its own (see `runs`). */
   run?: (argv: string[], input?: Uint8Array) => RunResult | Promise<RunResult>;
   registry?: RegistryEntry[];
+  /** The agent's environment variables; default: the test process's own, read when asked. */
+  env?: Partial<Record<AgentEnvName, string>>;
 }
+
+/**
+ * The test process's environment, read at each call (tests may set TZ meanwhile); a test
+ * that runs without env permission sees every variable unset.
+ */
+const LIVE_ENV: AgentEnvironment = {
+  get(name) {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
+  },
+  unreadable: [],
+};
 
 /** A fake Context plus what the test may inspect. */
 export interface FakeContext extends Context {
@@ -78,6 +100,7 @@ export function fakeContext(o: FakeContextOptions = {}): FakeContext {
   const ctx: FakeContext = {
     sys: o.sys ?? NO_SYS,
     options: testOptions(o.options),
+    env: o.env ? fixedEnvironment(o.env) : LIVE_ENV,
     log,
     version: "10.2.2",
     runs,

@@ -445,6 +445,31 @@ Deno.test("lists put config items first, then command-line items", async () => {
   });
 });
 
+Deno.test("config lists take GKeyFile's ; as well as , (exec-programs=a;b names two programs)", async () => {
+  await inTempDir(async (dir) => {
+    const conf = "[general]\nexec-programs=/bin/echo;/bin/bash;\nfile-roots=/r1;/r2,/r3\n" +
+      "file-read-roots=/ro1;/ro2\n";
+    const o = asRun(await parseWithConfig(["--exec-programs=/bin/true;/bin/cat"], conf, dir))
+      .options;
+    assert.deepEqual(o.execPrograms, ["/bin/echo", "/bin/bash", "/bin/true", "/bin/cat"]);
+    assert.deepEqual(o.fileRoots, ["/r1", "/r2", "/r3"]);
+    assert.deepEqual(o.fileReadRoots, ["/ro1", "/ro2"]);
+  });
+});
+
+Deno.test("block-rpcs=a;b blocks both names, and -D prints it back as qemu-ga does", async () => {
+  await inTempDir(async (dir) => {
+    const conf =
+      "[general]\nblock-rpcs=guest-ping;guest-get-time\nallow-rpcs=guest-info;guest-ping\n";
+    const o = asRun(await parseWithConfig([], conf, dir)).options;
+    assert.deepEqual(o.blockRpcs, ["guest-ping", "guest-get-time"]);
+    assert.deepEqual(o.allowRpcs, ["guest-info", "guest-ping"]);
+    // test-qga's /qga/config reads the dump back as a ;-list of two names
+    const d = asExit(await parseWithConfig(["-D"], conf, dir));
+    assert.match(d.stdout, /^block-rpcs=guest-ping;guest-get-time$/m);
+  });
+});
+
 Deno.test("-D keeps qemu-ga's empty list items", async () => {
   await inTempDir(async (dir) => {
     const r = asExit(await parseNoConfig(["-b", "a,", "-b", ",b,,c", "-D"], dir));

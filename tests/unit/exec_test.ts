@@ -274,8 +274,15 @@ Deno.test({
 Deno.test("guest-exec needs the exec programs as its run grant", () => {
   const needs = guestExec.needs;
   assert.ok(typeof needs === "function");
-  const opts = fakeContext({ options: { execPrograms: ["/usr/bin/uptime"] } }).options;
-  assert.deepEqual(needs(opts), { run: ["/usr/bin/uptime"] });
+  const opts = fakeContext({
+    options: { execPrograms: ["/usr/bin/uptime"], statedir: "/run/st" },
+  }).options;
+  const n = needs(opts);
+  assert.deepEqual(n.run, ["/usr/bin/uptime"]);
+  // the merged-output socket in the state dir, and PATH for the program lookup
+  assert.deepEqual(n.net, ["unix:/run/st/qga-exec.sock"]);
+  assert.deepEqual(n.env, ["PATH"]);
+  assert.ok(n.read?.includes("/usr/bin") && n.read.includes("/run/st/qga-exec.sock"));
 });
 
 Deno.test("guest-exec refuses to track more than the bound of processes", async () => {

@@ -288,7 +288,12 @@ Deno.test("the unit runs the agent's own least-privilege line for -m stdio on on
       argv.some((a) => a.startsWith("--allow-read=") && a.includes("/etc/qemu/qemu-ga.conf")),
     );
     assert.ok(argv.some((a) => /^--allow-(read|write)=.*\/run\/deno-qga\b/.test(a)));
-    assert.ok(!argv.some((a) => a.startsWith("--allow-net")), "stdio needs no net grant");
+    // stdio needs no net grant for its channel: the only one is the merged-output socket
+    // of guest-exec in the state dir.
+    assert.deepEqual(
+      argv.filter((a) => a.startsWith("--allow-net")),
+      ["--allow-net=unix:/run/deno-qga/qga-exec.sock"],
+    );
     ok(await uninstall(dest), "uninstall.sh");
   });
 });
