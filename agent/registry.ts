@@ -2,7 +2,9 @@
  * The enabled/disabled registry (qga-reference.md §1.9-1.10): every command of
  * the table is registered; allow list, block list (which wins), the frozen state
  * (which beats both, leaving only the six freeze-safe commands) and the sandbox
- * (a command whose needs are not granted) decide whether it runs.
+ * (a command whose needs are not granted) decide whether it runs. The frozen-state
+ * reason is given only for commands nothing else disabled (qemu-ga 7.2 re-disables
+ * only enabled commands when it freezes).
  *
  * @module
  */
@@ -42,14 +44,19 @@ export class Registry implements CommandLookup {
     return this.#byName.get(name);
   }
 
+  /**
+   * Why `name` is disabled ("" for no reason), or undefined when it is enabled. As in
+   * qemu-ga 7.2, entering the frozen state disables only the commands still enabled: a
+   * command the lists (or the sandbox) already disabled keeps its own text.
+   */
   disabledReason(name: string): string | undefined {
     const cmd = this.#byName.get(name);
     if (!cmd) return undefined;
-    if (this.#frozen && !cmd.allowedWhileFrozen) return REASON_FROZEN;
     if (this.#block.has(name)) return "";
     if (this.#allow && !this.#allow.has(name)) return "";
     const sandbox = this.#sandbox.get(name);
     if (sandbox !== undefined) return sandbox;
+    if (this.#frozen && !cmd.allowedWhileFrozen) return REASON_FROZEN;
     return undefined;
   }
 

@@ -1,7 +1,8 @@
 /**
  * Micro-measurements behind docs/performance.md: what the big-string operations
  * of a 48 MiB guest-file-read or guest-file-write cost in this Deno, outside the
- * profiler (whose `RegExp:` attribution can mislead).
+ * profiler (whose `RegExp:` attribution can mislead), and what deno-qga's own
+ * GLib-compatible base64 decoder (schema/base64.ts) costs on them.
  *
  * ```sh
  * ./node_modules/.bin/deno run bench/micro_strings.ts
@@ -9,6 +10,8 @@
  *
  * @module
  */
+
+import { decodeQemuBase64, encodeBase64 } from "../schema/base64.ts";
 
 const MiB = 1024 * 1024;
 
@@ -57,4 +60,8 @@ if (import.meta.main) {
     "setFromBase64 into a preallocated buffer",
     () => new Uint8Array(raw.length).setFromBase64(b64),
   );
+  time("encodeBase64 (48 MiB)", () => encodeBase64(raw));
+  time("decodeQemuBase64 (64 MiB of canonical base64)", () => decodeQemuBase64(b64));
+  const wrapped = b64.replace(/.{76}/g, "$&\n") + "\n";
+  time("decodeQemuBase64 (the same in 76-column lines)", () => decodeQemuBase64(wrapped));
 }

@@ -2,6 +2,12 @@
 # The whole test suite: unit, integration, differential (against qemu-ga 7.2),
 # fuzz and end-to-end (a real QEMU guest). The client integration tests run once
 # against each agent. Ends with "N passed, N failed" on its own line.
+#
+# What counts: every Deno test and every test step (t.step) is one, so a test that
+# checks several behaviours as steps counts each of them (and itself). From Deno's
+# summary `ok | 3 passed (12 steps) | 1 failed (2 steps) (5s)` that is 15 passed and
+# 3 failed. An ignored test counts as failed; a run whose summary line is missing, or
+# that exits non-zero with no failure counted, counts as one failure.
 set -u
 cd "$(dirname "$0")/.."
 [ -x node_modules/.bin/deno ] || npm ci --no-audit --no-fund >/dev/null
@@ -16,14 +22,31 @@ total_passed=0
 total_failed=0
 run() {
   log=$(mktemp)
-  env -u RUST_BACKTRACE "$@" 2>&1 | tee "$log"
+  { env -u RUST_BACKTRACE "$@" 2>&1; echo "$?" >"$log.rc"; } | tee "$log"
   summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1)
-  rm -f "$log"
-  passed=$(echo "$summary" | sed -n 's/.*| \([0-9]*\) passed.*/\1/p')
-  failed=$(echo "$summary" | sed -n 's/.*| \([0-9]*\) failed.*/\1/p')
-  if [ -z "$passed" ]; then passed=0; failed=1; fi
+  rc=$(cat "$log.rc")
+  rm -f "$log" "$log.rc"
+  passed=$(count "$summary" passed)
+  failed=$(count "$summary" failed)
+  if [ -z "$passed" ] || [ -z "$failed" ]; then passed=0; failed=1; fi
+  # An ignored test is a skipped check: it counts as failed.
+  ignored=$(count "$summary" ignored)
+  failed=$((failed + ${ignored:-0}))
+  # deno test failed although its summary counts no failure: count one.
+  if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
   total_passed=$((total_passed + passed))
-  total_failed=$((total_failed + ${failed:-0}))
+  total_failed=$((total_failed + failed))
+}
+# count SUMMARY WORD: tests plus steps reported as "N WORD" or "N WORD (M step[s])".
+count() {
+  echo "$1" | awk -v word="$2" '{
+    for (i = 2; i <= NF; i++) if ($i == word && $(i - 1) ~ /^[0-9]+$/) {
+      n = $(i - 1)
+      if ($(i + 1) ~ /^\([0-9]+$/ && $(i + 2) ~ /^steps?\)$/) n += substr($(i + 1), 2)
+      print n
+      exit
+    }
+  }'
 }
 if [ $# -gt 0 ]; then
   run "$DENO" test $FLAGS "$@"

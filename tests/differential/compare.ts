@@ -13,7 +13,7 @@ import {
   type StartOptions,
 } from "../helpers/agents.ts";
 import { type Entry, MASKS, VERSION_EQUIVALENCES } from "./corpus.ts";
-import { MARKER_BASE, resync, runScript, type Segment, transcriptText } from "./harness.ts";
+import { escapeBytes, MARKER_BASE, resync, runScript, type Segment } from "./harness.ts";
 
 /** What one agent produced for one entry: segments, or the error that stopped the run. */
 export type Transcript = { ok: true; segments: Segment[] } | { ok: false; error: string };
@@ -121,30 +121,83 @@ export async function runCorpus(
   return { outcomes, stopErrors: await stopAll() };
 }
 
-/** Applies the entry's masks to a transcript. */
-export function masked(entry: Entry, t: Transcript): string {
-  if (!t.ok) return `<error: ${t.error}>`;
-  let text = transcriptText(t.segments);
-  for (const name of entry.masks ?? []) {
-    const m = MASKS[name];
-    if (!m) throw new Error(`entry ${entry.name}: unknown mask ${name}`);
-    text = text.replace(m.re, m.with);
+/**
+ * A transcript cut into the pieces that are compared one by one: per recorded segment
+ * (a mark, idle or files step), its replies (each up to and including its newline; a
+ * trailing note such as `<EOF>` is a piece of its own), escaped, with the entry's masks
+ * applied. A files snapshot is one piece.
+ */
+export type Pieces = { ok: true; segments: { label: string; replies: string[] }[] } | {
+  ok: false;
+  error: string;
+};
+
+function splitReplies(bytes: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let from = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] === 0x0a) {
+      out.push(bytes.subarray(from, i + 1));
+      from = i + 1;
+    }
   }
+  if (from < bytes.length) out.push(bytes.subarray(from));
+  return out;
+}
+
+/** Cuts a transcript into pieces and applies the entry's masks to each. */
+export function pieces(entry: Entry, t: Transcript): Pieces {
+  if (!t.ok) return t;
+  const mask = (text: string) => {
+    for (const name of entry.masks ?? []) {
+      const m = MASKS[name];
+      if (!m) throw new Error(`entry ${entry.name}: unknown mask ${name}`);
+      text = text.replace(m.re, m.with);
+    }
+    return text;
+  };
+  return {
+    ok: true,
+    segments: t.segments.map((s) => ({
+      label: s.label,
+      replies: (s.label === "files" ? [s.bytes] : splitReplies(s.bytes)).map((b) =>
+        mask(escapeBytes(b))
+      ),
+    })),
+  };
+}
+
+/** The pieces as one text: one line per segment, `label: escaped bytes` (as transcriptText). */
+export function piecesText(p: Pieces): string {
+  if (!p.ok) return `<error: ${p.error}>`;
+  return p.segments.map((s) => `${s.label}: ${s.replies.join("")}`).join("\n");
+}
+
+function rewrite(text: string, side: "reference" | "candidate"): string {
+  for (const e of VERSION_EQUIVALENCES) if (e.side === side) text = text.replace(e.re, e.with);
   return text;
 }
 
-function toV102(text: string): string {
-  for (const e of VERSION_EQUIVALENCES) text = text.replace(e.re, e.with);
-  return text;
+/**
+ * True when deno-qga's reply is qemu-ga 7.2's in the 10.2 form: qemu-ga's reply with the
+ * 7.2 texts rewritten to 10.2's, deno-qga's without the members 10.2 added. Each side
+ * is rewritten on its own, so two different 7.2 texts never become equal.
+ */
+export function sameIn102(reference: string, candidate: string): boolean {
+  const c = rewrite(candidate, "candidate");
+  return c === reference || c === rewrite(reference, "reference");
 }
 
 /** Result of comparing one entry. */
 export interface Verdict {
   readonly name: string;
-  /** "same", "same (10.2 texts)", "same (structure)" or "DIFFERENT". */
+  /**
+   * "same", "same (10.2 texts)", "same (structure)", "KNOWN" (only documented known
+   * differences), "BAD REFERENCE" or "DIFFERENT".
+   */
   readonly verdict: string;
   readonly ok: boolean;
-  /** Human-readable problems (empty when ok). */
+  /** Human-readable problems (empty when ok), or the known differences that excused replies. */
   readonly problems: readonly string[];
   readonly reference: string;
   readonly candidate: string;
@@ -234,11 +287,17 @@ function compareGuestInfo(reference: string, candidate: string): string[] {
   return problems;
 }
 
-/** Compares deno-qga's transcript of an entry with qemu-ga's. */
+/**
+ * Compares deno-qga's transcript of an entry with qemu-ga's, reply by reply: each reply
+ * must be byte-identical, or the same in 10.2's texts ({@link sameIn102}), or be the one
+ * reply a known difference of the entry names, answered exactly as documented there.
+ */
 export function compareOutcome(outcome: Outcome): Verdict {
   const { entry } = outcome;
-  const reference = masked(entry, outcome.transcripts.get("qemu-ga")!);
-  const candidate = masked(entry, outcome.transcripts.get("deno-qga")!);
+  const ref = pieces(entry, outcome.transcripts.get("qemu-ga")!);
+  const cand = pieces(entry, outcome.transcripts.get("deno-qga")!);
+  const reference = piecesText(ref);
+  const candidate = piecesText(cand);
   const base = { name: entry.name, reference, candidate };
   const refProblems = referenceProblems(entry, reference);
   if (refProblems.length > 0) {
@@ -253,14 +312,59 @@ export function compareOutcome(outcome: Outcome): Verdict {
       problems,
     };
   }
-  if (reference === candidate) return { ...base, verdict: "same", ok: true, problems: [] };
-  if (toV102(reference) === toV102(candidate)) {
-    return { ...base, verdict: "same (10.2 texts)", ok: true, problems: [] };
+  const different = (problems: string[]) => ({
+    ...base,
+    verdict: "DIFFERENT",
+    ok: false,
+    problems,
+  });
+  if (!ref.ok) return different([`qemu-ga run failed: ${ref.error}`]);
+  if (!cand.ok) return different([`deno-qga run failed: ${cand.error}`]);
+  if (ref.segments.length !== cand.segments.length) {
+    return different([
+      `${cand.segments.length} recorded segments, qemu-ga ${ref.segments.length}`,
+    ]);
   }
-  if (entry.knownDifference) {
-    return { ...base, verdict: "KNOWN", ok: true, problems: [entry.knownDifference] };
+  const problems: string[] = [];
+  const excused: string[] = [];
+  let in102 = false;
+  for (const [s, r] of ref.segments.entries()) {
+    const c = cand.segments[s]!;
+    const where = (i: number) => `segment ${s} (${r.label}) reply ${i}`;
+    if (r.replies.length !== c.replies.length) {
+      problems.push(
+        `segment ${s} (${r.label}): ${c.replies.length} replies, qemu-ga ${r.replies.length}`,
+      );
+      continue;
+    }
+    for (const [i, q] of r.replies.entries()) {
+      const d = c.replies[i]!;
+      if (d === q) continue;
+      if (sameIn102(q, d)) {
+        in102 = true;
+        continue;
+      }
+      const known = entry.known?.find((k) => k.segment === s && k.reply === i);
+      if (!known) {
+        problems.push(`${where(i)} differs\n    qemu-ga:  ${q}\n    deno-qga: ${d}`);
+      } else if (d !== known.deno) {
+        problems.push(
+          `${where(i)} is a known difference, but deno-qga's reply is not the documented one` +
+            `\n    documented: ${known.deno}\n    deno-qga:   ${d}`,
+        );
+      } else {
+        excused.push(`${where(i)}: ${known.reason}`);
+      }
+    }
   }
-  return { ...base, verdict: "DIFFERENT", ok: false, problems: ["bytes differ"] };
+  for (const k of entry.known ?? []) {
+    if (ref.segments[k.segment]?.replies[k.reply] === undefined) {
+      problems.push(`known difference at segment ${k.segment} reply ${k.reply}: no such reply`);
+    }
+  }
+  if (problems.length > 0) return different(problems);
+  if (excused.length > 0) return { ...base, verdict: "KNOWN", ok: true, problems: excused };
+  return { ...base, verdict: in102 ? "same (10.2 texts)" : "same", ok: true, problems: [] };
 }
 
 /** Both texts around their first difference (whole texts when short). */

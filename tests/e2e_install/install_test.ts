@@ -299,7 +299,9 @@ Deno.test({
       assert.equal((await readText(`${share}/processes.txt`)).trim(), "", "processes left");
       const leftover = (await readText(`${share}/leftover.txt`)).trim();
       assert.equal(leftover, "", `uninstall.sh left these behind:\n${leftover}`);
-      assert.ok(elapsed < 120_000, `The guest run took ${elapsed} ms`);
+      // A figure, not a bound: it measures TCG on this machine. The hard timeout
+      // (VM_TIMEOUT_MS) is what stops a hung guest.
+      console.log(`the guest run took ${(elapsed / 1000).toFixed(1)} s`);
     } finally {
       clearTimeout(killTimer);
       await channel?.close();

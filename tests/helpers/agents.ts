@@ -67,8 +67,10 @@ export const DANGEROUS_COMMANDS: readonly string[] = [
 /**
  * Programs deno-qga may start through guest-exec in tests. qemu-ga runs anything
  * as root; deno-qga under least privilege runs only programs named with
- * --exec-programs, so the programs the tests run are named here (a program that
- * does not exist fails to spawn with qemu-ga's message either way).
+ * --exec-programs, so the programs the tests run are named here. `/bin/invalid-cmd42`
+ * does not exist: it is granted so that deno-qga really tries to spawn it and its spawn
+ * failure is compared with qemu-ga's (test-qga.c's guest-exec-invalid); a program not
+ * named here is refused by the sandbox before any spawn, a different reply.
  */
 export const EXEC_PROGRAMS: readonly string[] = [
   "/usr/bin/true",
@@ -77,6 +79,7 @@ export const EXEC_PROGRAMS: readonly string[] = [
   "/bin/cat",
   "/bin/sleep",
   "/bin/echo",
+  "/bin/invalid-cmd42",
 ];
 
 const REPO_ROOT = new URL("../../", import.meta.url).pathname;

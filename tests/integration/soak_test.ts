@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { QgaClient } from "../../client/mod.ts";
 import { type RunningAgent, startAgent } from "../helpers/agents.ts";
-import { agentPid, fdCount, processTree, rssKb } from "../helpers/proc.ts";
+import { agentPid, treeUsage } from "../helpers/proc.ts";
 
 /** Allowed RSS growth over the whole soak, in KiB (see docs/robustness.md for the figures). */
 const RSS_BOUND_KB = 96 * 1024;
@@ -25,24 +25,6 @@ const FD_BOUND = 2;
 const CONNECT_CYCLES = 1_000;
 const FILE_ROUNDS = 10_000;
 const EXEC_RUNS = 1_000;
-
-/** Memory and descriptors of a process tree. */
-interface Usage {
-  /** VmRSS of every process, KiB. */
-  rssKb: number;
-  fds: number;
-  pids: number[];
-}
-
-function usage(pid: number): Usage {
-  // A guest-exec child that exits between the listing and the read counts 0.
-  const pids = processTree(pid);
-  return {
-    rssKb: pids.reduce((n, p) => n + rssKb(p), 0),
-    fds: pids.reduce((n, p) => n + fdCount(p), 0),
-    pids,
-  };
-}
 
 const enc = new TextEncoder();
 
@@ -110,7 +92,6 @@ Deno.test({
         extraArgs: [`--file-roots=${files}`, "--exec-programs=/usr/bin/true"],
       });
       const pid = agentPid(agent);
-      assert.ok(pid > 0, "agent pid not found");
 
       // Warm-up: JIT, V8 heap and the kernel's per-process structures settle first.
       await connectCycles(agent, 100);
@@ -119,20 +100,20 @@ Deno.test({
         await fileRounds(c, files, 1_000);
         await execRuns(c, 100);
       }
-      const before = usage(pid);
+      const before = treeUsage(pid);
       const t0 = performance.now();
 
       await connectCycles(agent, CONNECT_CYCLES);
-      const afterConnect = usage(pid);
+      const afterConnect = treeUsage(pid);
       const t1 = performance.now();
       await using c = await QgaClient.connect(agent.socketPath);
       await fileRounds(c, files, FILE_ROUNDS);
-      const afterFiles = usage(pid);
+      const afterFiles = treeUsage(pid);
       const t2 = performance.now();
       await execRuns(c, EXEC_RUNS);
       await c.sync();
       const t3 = performance.now();
-      const after = usage(pid);
+      const after = treeUsage(pid);
 
       const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
       console.log(

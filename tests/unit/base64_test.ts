@@ -45,15 +45,17 @@ Deno.test("base64 with Perl's 76-column line breaks decodes fully", () => {
   assert.deepEqual(decodeQemuBase64(wrapped), data);
 });
 
-Deno.test("base64 decoding of 48 MiB takes well under a second", () => {
-  const data = new Uint8Array(48 * 1024 * 1024).map((_, i) => i & 0xff);
-  const s = encodeBase64(data);
-  const t0 = performance.now();
-  const out = decodeQemuBase64(s);
-  const ms = performance.now() - t0;
+// How long this takes is measured by bench/micro_strings.ts, not asserted here.
+Deno.test("base64 of 48 MiB (the largest guest-file-read) decodes to the same bytes", async () => {
+  const data = new Uint8Array(48 * 1024 * 1024);
+  for (let at = 0; at < data.length; at += 65536) {
+    crypto.getRandomValues(data.subarray(at, at + 65536));
+  }
+  const out = decodeQemuBase64(encodeBase64(data));
   assert.equal(out.length, data.length);
-  assert.equal(out[12345], data[12345]);
-  assert.ok(ms < 1000, `took ${ms} ms`);
+  const digest = async (b: Uint8Array<ArrayBuffer>) =>
+    new Uint8Array(await crypto.subtle.digest("SHA-256", b)).toHex();
+  assert.equal(await digest(out.slice()), await digest(data));
 });
 
 Deno.test("base64 slow path agrees with the native decoder on canonical input", () => {

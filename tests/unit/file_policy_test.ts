@@ -20,7 +20,10 @@ async function open(ctx: Context, path: string, mode?: string): Promise<bigint> 
   return await guestFileOpen.handler(mode === undefined ? { path } : { path, mode }, ctx);
 }
 
-/** A tree: rw/ (read-write root), ro/ (read-only root), outside/, and links between them. */
+/**
+ * A tree: rw/ (read-write root), ro/ (read-only root), outside/, links between them, and
+ * rw-x/ and ro-x/: outside too, though their names start with a root's.
+ */
 async function tree(f: (t: { dir: string; rw: string; ro: string; out: string }) => Promise<void>) {
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "qga-policy-test-" }));
   const rw = join(dir, "rw");
@@ -33,6 +36,11 @@ async function tree(f: (t: { dir: string; rw: string; ro: string; out: string })
   await Deno.symlink(join(out, "secret.txt"), join(rw, "escape-link"));
   await Deno.symlink(out, join(rw, "escape-dir"));
   await Deno.symlink(join(rw, "data.txt"), join(out, "into-rw"));
+  for (const d of [`${rw}-x`, `${ro}-x`]) {
+    await Deno.mkdir(d);
+    await Deno.writeTextFile(join(d, "secret.txt"), "secret");
+  }
+  await Deno.symlink(join(`${rw}-x`, "secret.txt"), join(rw, "sibling-link"));
   try {
     await f({ dir, rw, ro, out });
   } finally {
@@ -103,10 +111,21 @@ Deno.test("paths outside the roots are refused whatever the spelling: absolute, 
         join(rw, "escape-dir", "secret.txt"),
         "/etc/hostname",
         "/",
+        // A directory whose name merely starts with a root's is not inside it.
+        `${rw}-x/secret.txt`,
+        `${ro}-x/secret.txt`,
+        `${rw}-x`,
+        `${rw}/../rw-x/secret.txt`,
+        join(rw, "sibling-link"),
       ]
     ) {
       await assert.rejects(() => open(ctx, p), denied(p, rw, ro), p);
     }
+    for (const p of [`${rw}-x/new.txt`, `${rw}x`, `${ro}-x/secret.txt`]) {
+      await assert.rejects(() => open(ctx, p, "w"), denied(p, rw, ro), `${p} for writing`);
+    }
+    await assert.rejects(Deno.stat(`${rw}-x/new.txt`), Deno.errors.NotFound);
+    await assert.rejects(Deno.stat(`${rw}x`), Deno.errors.NotFound);
     // A link from outside into a root is fine: what counts is where it lands.
     const h = await open(ctx, join(out, "into-rw"));
     assert.equal((await guestFileRead.handler({ handle: h }, ctx)).count, 7);

@@ -189,6 +189,71 @@ Deno.test("the helper refuses a symlink that resolves outside the allowlist", as
   }
 });
 
+/**
+ * The launched helper in a mount namespace of its own where a tmpfs covers /sys/class,
+ * with `links` (name under /sys/class -> target) planted there: paths the allowlist
+ * grants as requested, leading wherever the links point. Needs root (unshare -m, mount).
+ */
+function helperWithPlantedLinks(links: Record<string, string>): Raw {
+  const plant = Object.entries(links).map(([name, target]) =>
+    `mkdir -p "$(dirname /sys/class/${name})" && ln -s '${target}' /sys/class/${name}`
+  ).join(" && ");
+  const script = `mount -t tmpfs qga-test /sys/class && ${plant} && exec "$0"`;
+  return new Raw([], {}, [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    script,
+    LAUNCHER,
+  ]);
+}
+
+Deno.test("an allowlisted path whose symlink leads outside the allowlist is refused after resolving", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qga-helper-escape-" });
+  // World-readable, so only the allowlist check on the resolved path can refuse it.
+  const secret = `${dir}/secret`;
+  await Deno.writeTextFile(secret, "outside the allowlist\n");
+  await Deno.chmod(secret, 0o644);
+  await Deno.chmod(dir, 0o755);
+  const h = helperWithPlantedLinks({
+    "evil/uevent": secret, // /sys/{class}/{path}/uevent: a read rule
+    "evil-dir": dir, // /sys/{class}/{path}: a list rule
+    "inside": "/sys/devices/system/cpu", // stays inside: served
+  });
+  try {
+    // The helper sees the planted tree (the test is not vacuous).
+    const listed = parseJsonPayload((await h.ask(Op.ReadDir, "/sys/class")).payload) as {
+      name: string;
+    }[];
+    assert.deepEqual(listed.map((e) => e.name).sort(), ["evil", "evil-dir", "inside"]);
+    for (
+      const [op, path, target] of [
+        [Op.ReadFile, "/sys/class/evil/uevent", secret],
+        [Op.RealPath, "/sys/class/evil/uevent", secret],
+        [Op.RealPath, "/sys/class/evil-dir", dir],
+        [Op.ReadDir, "/sys/class/evil-dir", dir],
+      ] as const
+    ) {
+      const e = errorOf(await h.ask(op, path));
+      assert.equal(e.code, "EPERM", `${op} ${path}: ${e.message}`);
+      assert.ok(e.message.includes(`"${target}" (after resolving symlinks)`), e.message);
+    }
+    const inside = await h.ask(Op.RealPath, "/sys/class/inside");
+    assert.equal(textPayload(inside.payload), "/sys/devices/system/cpu");
+    const cpus = parseJsonPayload((await h.ask(Op.ReadDir, "/sys/class/inside")).payload) as {
+      name: string;
+    }[];
+    assert.ok(cpus.some((e) => e.name === "cpu0"));
+  } finally {
+    const status = await h.close();
+    await Deno.remove(dir, { recursive: true });
+    assert.equal(status.code, 0, "the helper in its namespace did not exit 0");
+  }
+});
+
 Deno.test("the launcher ignores its arguments and environment", async () => {
   // --allow-pty-channels would enable /dev/pts channels if it reached main.ts.
   const h = new Raw(["--allow-pty-channels"], {

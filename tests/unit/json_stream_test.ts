@@ -60,6 +60,20 @@ const CASES: [string, string[]][] = [
   ["-9223372036854775809 ", ["value: -9.2233720368547758e+18"]],
   ["0.1 1e400 ", ["value: 0.10000000000000001", "value: inf"]],
   ['"a\tb"', ["error: JSON parse error, stray '\"a\t'"]],
+  // Error recovery skips to a structural byte, a control byte, 0xFE or 0xFF; a 0xFE or
+  // 0xFF then is a stray byte of its own, so every one is answered (json/several 0xFF
+  // bytes in the differential corpus shows qemu-ga doing the same).
+  ["@abc\\xff", ["error: JSON parse error, stray '@'", "error: JSON parse error, stray '\ufffd'"]],
+  ["@\\xfe", ["error: JSON parse error, stray '@'", "error: JSON parse error, stray '\ufffd'"]],
+  ["@a\\xff42 ", ["error: JSON parse error, stray '@'", "error: JSON parse error, stray '\ufffd'"]],
+  ["\\xff\\xff\\xff{}", [
+    "error: JSON parse error, stray '\ufffd'",
+    "error: JSON parse error, stray '\ufffd'",
+    "error: JSON parse error, stray '\ufffd'",
+    "value: {}",
+  ]],
+  ["@abc\n42 ", ["error: JSON parse error, stray '@'", "value: 42"]],
+  ["@abc\t42 {}", ["error: JSON parse error, stray '@'", "value: {}"]],
 ];
 
 Deno.test("the stream answers each case as qemu-ga does", () => {
