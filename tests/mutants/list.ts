@@ -35,4 +35,89 @@ export const MUTANTS: readonly Mutant[] = [
     tests: ["tests/unit/json_stream_test.ts"],
     subset: true,
   },
+  // ------------------------------------------------------------------ writer
+  {
+    name: "writer-lower-case-hex",
+    what: "\\uXXXX escapes written in lower-case hex",
+    file: "schema/json_writer.ts",
+    find: 'return n.toString(16).toUpperCase().padStart(4, "0");',
+    replace: 'return n.toString(16).padStart(4, "0");',
+    tests: ["tests/unit/protocol_test.ts"],
+    subset: true,
+  },
+  {
+    name: "writer-insertion-order",
+    what: "reply members in insertion order instead of QDict hash order",
+    file: "schema/json_writer.ts",
+    find: "indexed.sort((x, y) => x.b - y.b || y.i - x.i);",
+    replace: "indexed.sort((x, y) => x.i - y.i);",
+    tests: ["tests/unit/protocol_test.ts"],
+  },
+  // ------------------------------------------------------------------ validation
+  {
+    name: "validate-unexpected-first",
+    what: "an unexpected member is reported before a bad declared one",
+    file: "schema/validate.ts",
+    find:
+      "  for (const m of desc.members) {\n    const full = prefix ? `${prefix}.${m.name}` : m.name;",
+    replace:
+      "  for (const k of obj.keys()) {\n    if (!desc.members.some((m) => m.name === k)) {\n" +
+      "      throw new QgaError(`Parameter '${k}' is unexpected`);\n    }\n  }\n" +
+      "  for (const m of desc.members) {\n    const full = prefix ? `${prefix}.${m.name}` : m.name;",
+    tests: ["tests/unit/protocol_test.ts"],
+  },
+  {
+    name: "validate-enum-any-string",
+    what: "an enum accepts any string",
+    file: "schema/validate.ts",
+    find: "      if (!t.values.includes(v)) {",
+    replace: "      if (false) {",
+    tests: ["tests/unit/protocol_test.ts"],
+  },
+  // ------------------------------------------------------------------ dispatcher
+  {
+    name: "dispatch-no-id",
+    what: "replies no longer echo the request's id",
+    file: "agent/dispatch.ts",
+    find: '  const id = request.get("id");',
+    replace: "  const id = undefined;",
+    tests: ["tests/unit/protocol_test.ts"],
+    subset: true,
+  },
+  {
+    name: "dispatch-unknown-generic",
+    what: "an unknown command answers GenericError instead of CommandNotFound",
+    file: "agent/dispatch.ts",
+    find: '    return fail("CommandNotFound", `The command ${name} has not been found`',
+    replace: '    return fail("GenericError", `The command ${name} has not been found`',
+    tests: ["tests/unit/protocol_test.ts"],
+  },
+  // ------------------------------------------------------------------ registry
+  {
+    name: "registry-frozen-reason-dropped",
+    what: "the frozen-state reason text is dropped from the disabled reply",
+    file: "agent/registry.ts",
+    find: "return REASON_FROZEN;",
+    replace: 'return "";',
+    tests: ["tests/unit/registry_test.ts"],
+    subset: true,
+  },
+  {
+    name: "registry-allow-beats-block",
+    what: "a name on both lists is allowed (the block list no longer wins)",
+    file: "agent/registry.ts",
+    find: '    if (this.#block.has(name)) return "";',
+    replace: '    if (this.#block.has(name) && !this.#allow?.has(name)) return "";',
+    tests: ["tests/unit/registry_test.ts", "tests/unit/protocol_test.ts"],
+  },
+  // ------------------------------------------------------------------ file policy
+  {
+    name: "file-policy-prefix-sibling",
+    what: "a sibling sharing the root's prefix (/srv/share-x) counts as inside /srv/share",
+    file: "commands/file_policy.ts",
+    find: "path.startsWith(`${root}/`)",
+    replace: "path.startsWith(root)",
+    tests: ["tests/unit/file_policy_test.ts"],
+    subset: true,
+  },
 ];
