@@ -120,4 +120,48 @@ export const MUTANTS: readonly Mutant[] = [
     tests: ["tests/unit/file_policy_test.ts"],
     subset: true,
   },
+  // ------------------------------------------------------------------ file commands and state
+  {
+    name: "file-read-eof-never",
+    what: "guest-file-read never reports eof",
+    file: "commands/file.ts",
+    find: "      if (n === 0) {\n        eof = true;",
+    replace: "      if (n === 0) {\n        eof = false;",
+    tests: ["tests/unit/file_test.ts"],
+    subset: true,
+  },
+  {
+    name: "file-seek-cur-as-end",
+    what: "whence 1 (SEEK_CUR) seeks from the end",
+    file: "commands/file.ts",
+    find: '  if (n === 1n) return "cur";',
+    replace: '  if (n === 1n) return "end";',
+    tests: ["tests/unit/file_test.ts"],
+  },
+  {
+    name: "state-counter-not-committed",
+    what: "a new guest-file handle is not committed to qga.state",
+    file: "agent/state.ts",
+    find: "    const handle = this.#counter++;\n    try {\n      this.#write();",
+    replace: "    const handle = this.#counter++;\n    try {\n      void 0;",
+    tests: ["tests/unit/state_test.ts"],
+  },
+  // ------------------------------------------------------------------ exec capture
+  {
+    name: "exec-capture-unbounded",
+    what: "guest-exec keeps more than 16 MiB of output and never flags truncation",
+    file: "commands/exec.ts",
+    find: "    if (chunk.length > room) {",
+    replace: "    if (false) {",
+    tests: ["tests/unit/exec_test.ts"],
+  },
+  {
+    name: "exec-merged-two-pipes",
+    what: "merged capture reads two pipes in arrival order instead of one shared socket",
+    file: "commands/exec.ts",
+    find: 'const shared = mode === "merged" ? await sharedOutput(ctx) : null;',
+    replace: "const shared = null as SharedOutput | null;",
+    tests: ["tests/unit/shared_output_test.ts"],
+    subset: true,
+  },
 ];

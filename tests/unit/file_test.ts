@@ -274,6 +274,9 @@ Deno.test("w+ mixes writes, reads and seeks at one position, holes read as zeros
     assert.deepEqual(await write(ctx, h, "SGVsbG8="), { count: 5, eof: false });
     assert.deepEqual(await read(ctx, h), { count: 0, "buf-b64": "", eof: true });
     assert.deepEqual(await seek(ctx, h, 1n, 0n), { position: 1n, eof: false });
+    // whence 1 is SEEK_CUR: from here, not from the end
+    assert.deepEqual(await seek(ctx, h, 1n, 1n), { position: 2n, eof: false });
+    assert.deepEqual(await seek(ctx, h, -1n, 1n), { position: 1n, eof: false });
     assert.deepEqual(await read(ctx, h, 2n), { count: 2, "buf-b64": "ZWw=", eof: false });
     assert.deepEqual(await write(ctx, h, "WFk="), { count: 2, eof: false });
     assert.deepEqual(await seek(ctx, h, 0n, 1n), { position: 5n, eof: false });
