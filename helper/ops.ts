@@ -423,6 +423,13 @@ export class Ops {
     }
   }
 
+  /** Checks a channel device name as requested (before any symlink is resolved). */
+  checkChannelName(op: string, path: unknown): string {
+    checkShape(`channel ${op}`, path);
+    this.#require(`channel ${op}`, path as string, "channel", "requested");
+    return path as string;
+  }
+
   /** Resolves and checks a channel device; returns the canonical device path. */
   async channelPath(path: string): Promise<string> {
     checkShape("channel open", path);
