@@ -367,15 +367,6 @@ export async function localZone(sys: SystemAccess, src: ZoneSource, now: number)
   return rule ? zoneFromPosixTz(rule, now) : UTC;
 }
 
-/** Reads an environment variable the agent may not be granted; ungranted reads as unset. */
-function envVar(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
-}
-
 /** guest-get-timezone. */
 export const guestGetTimezone = defineCommand<
   Record<string, never>,
@@ -391,7 +382,10 @@ export const guestGetTimezone = defineCommand<
   needs: { read: ["/etc/localtime", "/usr/share/zoneinfo"], env: ["TZ", "TZDIR"] },
   async handler(_args, ctx) {
     const now = Math.floor(Date.now() / 1000);
-    const z = await localZone(ctx.sys, { tz: envVar("TZ"), tzdir: envVar("TZDIR") }, now);
+    const z = await localZone(ctx.sys, {
+      tz: await ctx.sys.getEnv("TZ"),
+      tzdir: await ctx.sys.getEnv("TZDIR"),
+    }, now);
     return { zone: z.zone, offset: z.offset };
   },
 });
@@ -580,6 +574,6 @@ export const guestGetOsinfo = defineCommand<Record<string, never>, GuestOSInfo>(
       throw new QgaError(`uname failed: ${e instanceof SysError ? e.strerror : String(e)}`);
     }
     const uname = { release, version, machine: unameMachine(Deno.build.arch) };
-    return await osInfo(ctx.sys, { uname, osReleaseEnv: envVar("QGA_OS_RELEASE") });
+    return await osInfo(ctx.sys, { uname, osReleaseEnv: await ctx.sys.getEnv("QGA_OS_RELEASE") });
   },
 });

@@ -40,15 +40,6 @@ export const guestGetTime = defineCommand<Record<string, never>, bigint>({
   },
 });
 
-/** Reads TZ without failing when the grant is missing. */
-function envVar(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
-}
-
 /** guest-set-time. */
 export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, never>>({
   name: "guest-set-time",
@@ -71,7 +62,10 @@ export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, neve
       const usec = (ns % 1_000_000_000n) / 1000n;
       // GDate's year, from localtime(): qemu-ga accepts 1970 <= year < 2070 only
       const secNum = Number(sec);
-      const zone = await localZone(ctx.sys, { tz: envVar("TZ"), tzdir: envVar("TZDIR") }, secNum);
+      const zone = await localZone(ctx.sys, {
+        tz: await ctx.sys.getEnv("TZ"),
+        tzdir: await ctx.sys.getEnv("TZDIR"),
+      }, secNum);
       const year = new Date((secNum + zone.offset) * 1000).getUTCFullYear();
       if (!(year >= 1970 && year < 2070)) throw new QgaError("Invalid time: Success");
       if (usec < 0n) throw new QgaError("Failed to set time to guest: Invalid argument");

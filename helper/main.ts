@@ -17,7 +17,7 @@
  */
 
 import inspector from "node:inspector";
-import { mountPoints, OpError, Ops } from "./ops.ts";
+import { agentEnv, mountPoints, OpError, Ops } from "./ops.ts";
 import { Channel, MAX_CHANNELS } from "./channel.ts";
 import { checkHookPath, invocation, run } from "./programs.ts";
 import { authorizedKeys } from "./authorized_keys.ts";
@@ -152,6 +152,8 @@ class Session {
           );
         case Op.NetSnapshot:
           return this.send(Reply.Json, f.id, jsonPayload(await netSnapshot(LIVE)));
+        case Op.AgentEnv:
+          return this.send(Reply.Json, f.id, jsonPayload(await agentEnv()));
         case Op.ReadFile:
           return this.send(Reply.Data, f.id, await ops.readFile(textPayload(f.payload)));
         case Op.ReadDir:

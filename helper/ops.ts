@@ -459,6 +459,35 @@ export class Ops {
   }
 }
 
+/**
+ * The variables of the agent's own environment that change what commands report
+ * (the agent reads them itself when it has --allow-env; the card's line has not).
+ */
+export const AGENT_ENV = ["TZ", "TZDIR", "QGA_OS_RELEASE"] as const;
+
+/**
+ * {@link AGENT_ENV} as the agent (the helper's parent) was started with: read from
+ * /proc/<parent>/environ, the block exec(2) received, which the agent cannot
+ * rewrite. Nothing else of that environment leaves the helper.
+ */
+export async function agentEnv(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  let block: Uint8Array;
+  try {
+    block = await Deno.readFile(`/proc/${Deno.ppid}/environ`);
+  } catch (e) {
+    throw errorOf(e, "read", "/proc/<agent>/environ");
+  }
+  for (const entry of new TextDecoder().decode(block).split("\0")) {
+    const eq = entry.indexOf("=");
+    const name = entry.slice(0, eq);
+    if (eq > 0 && (AGENT_ENV as readonly string[]).includes(name) && !(name in out)) {
+      out[name] = entry.slice(eq + 1);
+    }
+  }
+  return out;
+}
+
 /** Mount points of a mountinfo text (field 5, octal escapes decoded). */
 export function mountPoints(mountinfo: string): Set<string> {
   const out = new Set<string>();

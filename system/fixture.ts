@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { authorizedKeys } from "../helper/authorized_keys.ts";
 import { type NetAddress, netSnapshot } from "../helper/net.ts";
 import {
+  type AgentEnvName,
   type AuthKeysReply,
   type AuthKeysRequest,
   type NetSnapshot,
@@ -172,6 +173,15 @@ export class FixtureSystem implements SystemAccess {
         }
       },
     });
+  }
+
+  /** The test process's own variable (tests set and delete it around a call). */
+  getEnv(name: AgentEnvName): Promise<string | undefined> {
+    try {
+      return Promise.resolve(Deno.env.get(name));
+    } catch {
+      return Promise.resolve(undefined);
+    }
   }
 
   statfs(path: string): Promise<SysStatfs> {

@@ -209,6 +209,13 @@ export class HelperClient {
     ) as NetSnapshot;
   }
 
+  /** TZ, TZDIR and QGA_OS_RELEASE as the agent was started with (helper/ops.ts agentEnv). */
+  async agentEnv(): Promise<Record<string, string>> {
+    return parseJsonPayload(
+      await this.#expect(Op.AgentEnv, new Uint8Array(), Reply.Json),
+    ) as Record<string, string>;
+  }
+
   /** Opens the channel device named in Init (raw mode for isa-serial). */
   async openChannel(path: string, mode: ChannelMode): Promise<HelperChannel> {
     const reply = parseJsonPayload(

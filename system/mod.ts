@@ -75,7 +75,17 @@ export interface SystemAccess {
   authorizedKeys(req: AuthKeysRequest): Promise<AuthKeysReply>;
   /** The links, addresses and counters behind guest-network-get-interfaces (helper/net.ts). */
   netSnapshot(): Promise<NetSnapshot>;
+  /**
+   * A variable of the agent's environment that changes what a command reports:
+   * Deno.env when granted, else the helper reads it from the agent's environment
+   * as exec'd (so the card's line, without --allow-env, still honours TZ).
+   * Undefined when unset.
+   */
+  getEnv(name: AgentEnvName): Promise<string | undefined>;
 }
+
+/** The variables {@link SystemAccess.getEnv} serves. */
+export type AgentEnvName = "TZ" | "TZDIR" | "QGA_OS_RELEASE";
 
 /** An operating-system error with the C library's errno name and text. */
 export class SysError extends Error {

@@ -12,6 +12,7 @@ import { posix } from "node:path";
 import { statfs as nodeStatfs } from "node:fs/promises";
 import type { HelperClient } from "./helper_client.ts";
 import {
+  type AgentEnvName,
   type AuthKeysReply,
   type AuthKeysRequest,
   type NetSnapshot,
@@ -59,6 +60,7 @@ function noHelper(op: string, path: string): SysError {
 /** Routes each call to the helper or to Deno. */
 class RealSystem implements SystemAccess {
   readonly #helper: HelperClient | undefined;
+  #agentEnv: Promise<Record<string, string>> | undefined;
 
   constructor(helper: HelperClient | undefined) {
     this.#helper = helper;
@@ -144,6 +146,20 @@ class RealSystem implements SystemAccess {
 
   netSnapshot(): Promise<NetSnapshot> {
     return wrap(() => this.#helperFor("network snapshot").netSnapshot());
+  }
+
+  async getEnv(name: AgentEnvName): Promise<string | undefined> {
+    let granted = false;
+    try {
+      granted = Deno.permissions.querySync({ name: "env", variable: name }).state === "granted";
+    } catch {
+      granted = false;
+    }
+    if (granted) return Deno.env.get(name);
+    if (!this.#helper) return undefined;
+    // The environment of a process never changes after exec: ask once.
+    this.#agentEnv ??= this.#helper.agentEnv().catch(() => ({}));
+    return (await this.#agentEnv)[name];
   }
 
   statfs(path: string): Promise<SysStatfs> {

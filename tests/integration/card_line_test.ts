@@ -25,7 +25,7 @@ const DENO = `${REPO}/node_modules/.bin/deno`;
 async function stdioAgent(
   flags: string[],
   requests: unknown[],
-  o: { args?: string[]; dir?: string } = {},
+  o: { args?: string[]; dir?: string; env?: Record<string, string> } = {},
 ): Promise<unknown[]> {
   const dir = o.dir ?? await Deno.makeTempDir({ prefix: "qga-card." });
   try {
@@ -34,7 +34,7 @@ async function stdioAgent(
       cwd: dir,
       // The agent's environment: no TZ, no QGA_OS_RELEASE.
       clearEnv: true,
-      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...o.env },
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -123,5 +123,22 @@ Deno.test("the least-privilege line disables only guest-exec when no program is 
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  }
+});
+
+Deno.test("the card's line honours TZ and QGA_OS_RELEASE of its environment without --allow-env", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qga-card-env." });
+  try {
+    await Deno.writeTextFile(`${dir}/os-release`, 'ID=cardtest\nNAME="Card Test"\n');
+    const [tz, os] = await stdioAgent(
+      ["--allow-read", "--allow-write", "--allow-run"],
+      [{ execute: "guest-get-timezone" }, { execute: "guest-get-osinfo" }],
+      { env: { TZ: "Asia/Kolkata", QGA_OS_RELEASE: `${dir}/os-release` } },
+    ) as [Record<string, unknown>, { return: Record<string, string> }];
+    assert.deepEqual(tz, { return: { zone: "IST", offset: 19800 } });
+    assert.equal(os.return.id, "cardtest");
+    assert.equal(os.return.name, "Card Test");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

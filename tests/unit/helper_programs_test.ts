@@ -249,3 +249,39 @@ Deno.test("a hook that cannot be executed is a spawn error with its errno", asyn
     await h.close();
   }
 });
+
+Deno.test("AgentEnv returns TZ, TZDIR and QGA_OS_RELEASE of the agent and nothing else of its environment", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const script = `${dir}/agent.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { startHelper } from ${
+        JSON.stringify(new URL("../../system/helper_client.ts", import.meta.url).href)
+      };
+const h = await startHelper(${JSON.stringify(LAUNCHER)});
+console.log(JSON.stringify(await h.agentEnv()));
+await h.close();
+`,
+    );
+    const o = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", "--no-config", `--allow-run=${LAUNCHER}`, script],
+      clearEnv: true,
+      env: {
+        TZ: "Asia/Kolkata",
+        QGA_SECRET: "s3cret",
+        QGA_OS_RELEASE: "/x",
+        PATH: "/usr/bin:/bin",
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(o.stdout)), {
+      TZ: "Asia/Kolkata",
+      QGA_OS_RELEASE: "/x",
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
