@@ -183,6 +183,15 @@ export function helperCacheDirs(root: string): string[] {
   return [join(root, "node_modules", ".deno-helper-cache"), "/var/cache/deno-qga"];
 }
 
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function fileId(path: string): string | undefined {
   try {
     const st = Deno.statSync(path);
@@ -208,17 +217,19 @@ function fileId(path: string): string | undefined {
 export function helperPaths(helper: string, denoPath: string): string[] {
   const helperDir = dirname(resolve(helper));
   const root = dirname(helperDir);
-  let launcher = "";
+  const modules = join(root, "node_modules");
+  let launcher: string | undefined;
   try {
     launcher = Deno.readTextFileSync(resolve(helper));
   } catch {
-    // Unreadable: protect both caches.
+    // Not readable here (an install computes the line for paths under its DESTDIR).
   }
-  const caches = helperCacheDirs(root).filter((c) =>
-    launcher === "" ||
-    launcher.includes(c.startsWith(`${root}/`) ? c.slice(root.length + 1) : c)
-  );
-  const modules = join(root, "node_modules");
+  const [checkoutCache, bundleCache] = helperCacheDirs(root) as [string, string];
+  const caches = launcher !== undefined
+    ? [checkoutCache, bundleCache].filter((c) =>
+      launcher.includes(c === checkoutCache ? "node_modules/.deno-helper-cache" : c)
+    )
+    : [exists(modules) ? checkoutCache : bundleCache];
   const candidates = [
     resolve(denoPath),
     join(modules, "deno", "deno"),
