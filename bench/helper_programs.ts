@@ -3,9 +3,10 @@
  * guest-set-time, guest-set-user-password and fsfreeze freeze/thaw, timed on a
  * checkout from before the move (the agent spawned date, hwclock, chpasswd and
  * fsfreeze itself) and on this one (the helper spawns them), in the same run,
- * alternating call by call. qemu-ga 7.2 runs alongside for the two commands
- * that stay harmless with stand-in programs (set-time without a time, which
- * runs only `hwclock -s`, and set-user-password).
+ * alternating call by call; also guest-network-get-interfaces, which went from
+ * one helper round trip per file to one snapshot. qemu-ga 7.2 runs alongside for
+ * the commands that stay harmless with stand-in programs (set-time without a
+ * time, which runs only `hwclock -s`, set-user-password, the interfaces).
  *
  * Nothing on the machine changes: the script re-runs itself in a private mount
  * namespace (`unshare -m`) where /usr/bin/date, /usr/sbin/hwclock,
@@ -146,6 +147,12 @@ const cases: { name: string; who: typeof agents; calls: number; req: Uint8Array[
       password,
       crypted: false,
     })],
+  },
+  {
+    name: "guest-network-get-interfaces",
+    who: agents,
+    calls: CALLS,
+    req: [request("guest-network-get-interfaces")],
   },
   {
     name: "guest-fsfreeze-freeze-list [/] (one fsfreeze --freeze)",
