@@ -216,6 +216,9 @@ for (let i = 0; i < cases.length; i++) {
   }
 }
 const load1 = (await Deno.readTextFile("/proc/loadavg")).trim();
+// How many filesystems a freeze takes here (thaw runs fsfreeze once per mount, twice per frozen one).
+const frozenCount = (await agents[1]!.conn.call(request("guest-fsfreeze-freeze"))).trim();
+const thawedCount = (await agents[1]!.conn.call(request("guest-fsfreeze-thaw"))).trim();
 const mounts = (await Deno.readTextFile("/proc/self/mountinfo")).trim().split("\n").length;
 
 function pct(xs: number[], p: number): number {
@@ -229,6 +232,7 @@ lines.push(
     `mounts in the namespace: ${mounts}`,
 );
 lines.push(`load average before: ${load0}; after: ${load1}`);
+lines.push(`guest-fsfreeze-freeze here: ${frozenCount}; its thaw: ${thawedCount}`);
 lines.push("");
 lines.push("| command | agent | calls | median ms | p10 ms | p90 ms |");
 lines.push("| --- | --- | ---: | ---: | ---: | ---: |");
