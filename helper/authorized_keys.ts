@@ -25,7 +25,7 @@
  */
 
 import * as fs from "node:fs";
-import { OpError } from "./ops.ts";
+import { errnoName, OpError } from "./ops.ts";
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = fs.constants;
 
@@ -87,7 +87,7 @@ class Failed extends Error {
 }
 
 function fail(stage: AuthKeysStage, e: unknown, path: string, tmp?: string): never {
-  const code = typeof e === "string" ? e : codeOf(e);
+  const code = typeof e === "string" ? e : errnoName(e);
   throw new Failed(
     tmp === undefined ? { ok: false, stage, code, path } : {
       ok: false,
@@ -99,11 +99,6 @@ function fail(stage: AuthKeysStage, e: unknown, path: string, tmp?: string): nev
   );
 }
 
-function codeOf(e: unknown): string {
-  const c = (e as { code?: unknown })?.code;
-  return typeof c === "string" && /^E[A-Z0-9]+$/.test(c) ? c : "EIO";
-}
-
 /** A name inside an open directory: the kernel resolves it as openat(fd, name). */
 const at = (fd: number, name: string) => `/proc/self/fd/${fd}/${name}`;
 
@@ -113,7 +108,7 @@ function kind(path: string): "missing" | "symlink" | "dir" | "other" {
     const st = fs.lstatSync(path);
     return st.isSymbolicLink() ? "symlink" : st.isDirectory() ? "dir" : "other";
   } catch (e) {
-    if (codeOf(e) === "ENOENT" || codeOf(e) === "ENOTDIR") return "missing";
+    if (errnoName(e) === "ENOENT" || errnoName(e) === "ENOTDIR") return "missing";
     throw e;
   }
 }
@@ -221,7 +216,7 @@ export function authorizedKeys(req: unknown, options: AuthKeysOptions): AuthKeys
         try {
           lines = readLines(at(ssh, "authorized_keys"), user);
         } catch (e) {
-          if (codeOf(e) === "ELOOP") refuseLink();
+          if (errnoName(e) === "ELOOP") refuseLink();
           lines = null; // as qemu-ga: an unreadable file is replaced
         }
       }
@@ -315,7 +310,7 @@ function writeLines(ssh: number, sshPath: string, lines: string[], user: PasswdE
     try {
       fd = fs.openSync(at(ssh, name), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     } catch (e) {
-      if (codeOf(e) !== "EEXIST" || i >= 100) fail("create", e, file, `${sshPath}/${name}`);
+      if (errnoName(e) !== "EEXIST" || i >= 100) fail("create", e, file, `${sshPath}/${name}`);
     }
   }
   const tmp = `${sshPath}/${name}`;

@@ -17,7 +17,7 @@
  */
 
 import inspector from "node:inspector";
-import { agentEnv, mountPoints, OpError, Ops } from "./ops.ts";
+import { agentEnv, errnoName, mountPoints, OpError, Ops } from "./ops.ts";
 import { Channel, MAX_CHANNELS } from "./channel.ts";
 import { checkHookPath, invocation, run } from "./programs.ts";
 import { authorizedKeys } from "./authorized_keys.ts";
@@ -127,9 +127,7 @@ class Session {
       const r = await run(inv);
       return { code: r.code, signal: r.signal, output: r.output.toBase64() };
     } catch (e) {
-      const err = e as { code?: unknown; message?: string };
-      const code = typeof err.code === "string" && /^E[A-Z0-9]+$/.test(err.code) ? err.code : "EIO";
-      return { spawnError: code, message: String(err.message ?? e) };
+      return { spawnError: errnoName(e), message: String((e as Error)?.message ?? e) };
     }
   }
 

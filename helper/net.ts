@@ -9,6 +9,8 @@
  * @module
  */
 
+import { errnoName } from "./ops.ts";
+
 /** One link of /sys/class/net. */
 export interface NetLink {
   name: string;
@@ -44,11 +46,6 @@ export interface NetSource {
   addresses(): NetAddress[];
 }
 
-function codeOf(e: unknown): string {
-  const c = (e as { code?: unknown })?.code;
-  return typeof c === "string" && /^E[A-Z0-9]+$/.test(c) ? c : "EIO";
-}
-
 /** Takes a snapshot from `source`. */
 export async function netSnapshot(source: NetSource): Promise<NetSnapshot> {
   const addresses = source.addresses();
@@ -57,7 +54,7 @@ export async function netSnapshot(source: NetSource): Promise<NetSnapshot> {
   try {
     names = await source.readDir("/sys/class/net");
   } catch (e) {
-    linksError = codeOf(e);
+    linksError = errnoName(e);
   }
   let links: NetLink[] | null = null;
   if (names) {
