@@ -4,7 +4,9 @@
  *
  * The parsers are exported as pure functions (utmp records, TZif files, POSIX TZ
  * rules, os-release) so tests can feed them captured files; the handlers only add
- * where the bytes come from (ctx.sys, Deno.env, Deno.hostname, Deno.osRelease).
+ * where the bytes come from: ctx.sys, including ctx.sys.getEnv for TZ, TZDIR and
+ * QGA_OS_RELEASE (Deno.env when granted, else the agent's environment through the
+ * helper, so the card's line without --allow-env honours them too).
  *
  * @module
  */
