@@ -143,7 +143,7 @@ export function shellQuote(s: string): string {
 export function leastPrivilegeCommand(
   commands: readonly AnyCommand[],
   options: AgentOptions,
-  o: { denoPath: string; mainPath: string; args: string[]; protect?: string[] },
+  o: { denoPath: string; mainPath: string; args: string[] },
 ): string[] {
   const n = totalNeeds(commands, options);
   const abs = (p: string) => resolve(p);
@@ -158,7 +158,7 @@ export function leastPrivilegeCommand(
   // The helper's launcher, its code, its Deno cache and every path of the deno
   // binary are the way to --allow-all: a write grant that covers them (no file
   // roots: guest-file-* may write anywhere, as qemu-ga) is carved out again.
-  const protect = o.protect ?? helperPaths(options.helper, o.denoPath);
+  const protect = helperPaths(options.helper, o.denoPath);
   const writes = n.write.map(abs);
   const covered = protect.filter((p) =>
     writes.some((w) => w === "/" || p === w || p.startsWith(`${w}/`))
