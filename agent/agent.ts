@@ -8,7 +8,7 @@
  */
 
 import type { AgentOptions } from "./options.ts";
-import type { CommandDef, Context, RunResult } from "../commands/types.ts";
+import type { CommandDef, Context } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import { type AgentEnvironment, fixedEnvironment } from "../system/environment.ts";
 import { toSysError } from "../system/mod.ts";
@@ -107,7 +107,6 @@ export class Agent {
       },
       setFrozen: (f: boolean) => this.setFrozen(f),
       allocateHandle: () => Promise.resolve(this.state.allocate()),
-      run: (argv, opts) => runProgram(argv, opts),
     };
   }
 
@@ -280,39 +279,4 @@ export class Agent {
       this.log.warn(`error writing to channel: ${toSysError(e).strerror}`);
     }
   }
-}
-
-/** ga_run_command (§4.6): stdin from `input` or /dev/null, stdout and stderr captured. */
-async function runProgram(
-  argv: string[],
-  opts?: { input?: Uint8Array; env?: Record<string, string> },
-): Promise<RunResult> {
-  const [cmd, ...args] = argv;
-  if (!cmd) throw new Error("empty command line");
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(cmd, {
-      args,
-      stdin: opts?.input ? "piped" : "null",
-      stdout: "piped",
-      stderr: "piped",
-      ...(opts?.env ? { env: opts.env } : {}),
-    }).spawn();
-  } catch (e) {
-    throw toSysError(e);
-  }
-  if (opts?.input) {
-    const w = child.stdin.getWriter();
-    try {
-      await w.write(opts.input);
-      await w.close();
-    } catch {
-      // The program exited without reading its input.
-    }
-  }
-  const out = await child.output();
-  const merged = new Uint8Array(out.stdout.length + out.stderr.length);
-  merged.set(out.stdout);
-  merged.set(out.stderr, out.stdout.length);
-  return { code: out.signal ? null : out.code, signal: out.signal, output: merged };
 }

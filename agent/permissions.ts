@@ -11,7 +11,7 @@
  * @module
  */
 
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type AgentOptions, DEFAULTS } from "./options.ts";
 import type { CommandDef, Needs } from "../commands/types.ts";
@@ -161,10 +161,10 @@ export function leastPrivilegeCommand(
   const list = (xs: string[]) => [...new Set(xs.map(abs))].filter((p) => !special(p)).join(",");
   if (n.read.length) flags.push(`--allow-read=${list(n.read)}`);
   if (n.write.length) flags.push(`--allow-write=${list(n.write)}`);
-  // The helper's launcher and the deno binary it runs are the way to --allow-all:
-  // a write grant that covers them (no file roots: guest-file-* may write anywhere,
-  // as qemu-ga) is carved out again.
-  const protect = [...new Set([dirname(resolve(options.helper)), dirname(resolve(o.denoPath))])];
+  // The helper's launcher, its code, its Deno cache and every path of the deno
+  // binary are the way to --allow-all: a write grant that covers them (no file
+  // roots: guest-file-* may write anywhere, as qemu-ga) is carved out again.
+  const protect = helperPaths(options.helper, o.denoPath);
   const writes = n.write.map(abs);
   const covered = protect.filter((p) =>
     writes.some((w) => w === "/" || p === w || p.startsWith(`${w}/`))
@@ -184,6 +184,89 @@ export function leastPrivilegeCommand(
   }
   const args = o.args.filter((a) => a !== "--print-permissions");
   return [o.denoPath, ...flags, o.mainPath, ...args];
+}
+
+/** The Deno caches the two launchers set as DENO_DIR (helper/qga-helper, packaging/qga-helper.sh). */
+export function helperCacheDirs(root: string): string[] {
+  return [join(root, "node_modules", ".deno-helper-cache"), "/var/cache/deno-qga"];
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function fileId(path: string): string | undefined {
+  try {
+    const st = Deno.statSync(path);
+    return st.isFile && st.dev !== null && st.ino !== null ? `${st.dev}:${st.ino}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What a write grant must not cover (Deno's --deny-write is lexical: a symlink or
+ * a hard link is another path to the same file, so each is named):
+ * - the helper's directory (its launcher; in a checkout its code too);
+ * - the directory of the deno binary the agent runs (in a bundle, the helper's code);
+ * - the helper's Deno cache (emit and V8 code cache, loaded under --allow-all),
+ *   those of the two launchers that the launcher at `helper` names;
+ * - every path of the deno binary found where a checkout or a bundle keeps one:
+ *   `node_modules/deno/deno`, its `.bin/deno` link, the `@deno/<platform>/deno`
+ *   hard link npm installs, a bundle's `deno`, and the running binary: each one
+ *   that is the same file (device and inode) as the binary the launcher runs or
+ *   the one running now.
+ */
+export function helperPaths(helper: string, denoPath: string): string[] {
+  const helperDir = dirname(resolve(helper));
+  const root = dirname(helperDir);
+  const modules = join(root, "node_modules");
+  let launcher: string | undefined;
+  try {
+    launcher = Deno.readTextFileSync(resolve(helper));
+  } catch {
+    // Not readable here (an install computes the line for paths under its DESTDIR).
+  }
+  const [checkoutCache, bundleCache] = helperCacheDirs(root) as [string, string];
+  const caches = launcher !== undefined
+    ? [checkoutCache, bundleCache].filter((c) =>
+      launcher.includes(c === checkoutCache ? "node_modules/.deno-helper-cache" : c)
+    )
+    : [exists(modules) ? checkoutCache : bundleCache];
+  const candidates = [
+    resolve(denoPath),
+    join(modules, "deno", "deno"),
+    join(modules, ".bin", "deno"),
+    join(root, "deno"),
+  ];
+  try {
+    for (const e of Deno.readDirSync(join(modules, "@deno"))) {
+      candidates.push(join(modules, "@deno", e.name, "deno"));
+    }
+  } catch {
+    // No npm-installed platform package here.
+  }
+  try {
+    candidates.push(Deno.execPath());
+  } catch {
+    // No read grant for it.
+  }
+  const binaries = new Set(
+    [resolve(denoPath), join(modules, "deno", "deno"), join(root, "deno")]
+      .map(fileId).filter((id) => id !== undefined),
+  );
+  const same = candidates.filter((c) => {
+    const id = fileId(c);
+    return id !== undefined && binaries.has(id);
+  });
+  const all = [...new Set([helperDir, dirname(resolve(denoPath)), ...caches, ...same])];
+  // A path inside another protected directory is covered by it.
+  return all.filter((p) => !all.some((q) => q !== p && p.startsWith(`${q}/`)));
 }
 
 /** Directory holding main.ts (for the default helper path). */

@@ -15,6 +15,7 @@ import type { Transport } from "../transport/connection.ts";
 import { Agent } from "./agent.ts";
 import { AgentLog, type LogSink } from "./log.ts";
 import { channelNeedsHelper, needsOf, sandboxDisabled } from "./permissions.ts";
+import type { InitRequest } from "../helper/protocol.ts";
 
 // deno-lint-ignore no-explicit-any
 type AnyCommand = CommandDef<any, unknown>;
@@ -32,7 +33,8 @@ export interface RunDeps<H extends HelperHandle> {
   version: string;
   /** The environment variables the agent reads, read once at start-up. */
   environment: AgentEnvironment;
-  startHelper(path: string): Promise<H>;
+  /** Starts the helper and sends Init (before any host input is read). */
+  startHelper(path: string, init: InitRequest): Promise<H>;
   createSystem(helper: H | undefined): SystemAccess;
   openTransport(
     options: AgentOptions,
@@ -73,6 +75,16 @@ export function closeInspectorOnSigusr1(): void {
   });
 }
 
+/** What the helper is told at start: the fsfreeze hook and the channel device. */
+export function helperInit(options: AgentOptions): InitRequest {
+  return {
+    fsfreezeHook: options.fsfreezeHook ?? null,
+    channel: options.method === "virtio-serial" || options.method === "isa-serial"
+      ? { path: options.path, mode: options.method }
+      : null,
+  };
+}
+
 /** Runs the agent until a signal or a fatal channel error; returns the exit code. */
 export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promise<number> {
   const { options, commands } = deps;
@@ -87,7 +99,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
   let helper: H | undefined;
   if (wantsHelper) {
     try {
-      helper = await deps.startHelper(options.helper);
+      helper = await deps.startHelper(options.helper, helperInit(options));
     } catch (e) {
       const msg = (e as Error).message;
       if (channelNeedsHelper(options)) {

@@ -2,11 +2,14 @@
  * Accounts: guest-set-user-password and the guest-ssh-*-authorized-keys commands
  * (qga-reference.md §2.3 "SSH keys", "Accounts"; §5.3).
  *
- * Users are looked up in /etc/passwd read through ctx.sys (qemu-ga asks NSS), so a
- * test's fixture passwd decides which home directory is touched: no test can reach
- * a real account. authorized_keys is then read and written directly (Deno), with
- * qemu-ga's GLib semantics: whole-file replace through a temporary file and rename,
- * `.ssh` created 0700 and the file chmod 0600, both chowned to the user.
+ * The agent has no grant on /root or /home and runs no program itself: the
+ * privileged helper looks the user up in /etc/passwd (qemu-ga asks NSS), reads
+ * and replaces authorized_keys without ever following a link
+ * (helper/authorized_keys.ts) and runs chpasswd from a fixed template
+ * (helper/programs.ts). This file keeps qemu-ga's argument checks and builds
+ * qemu-ga's texts from what the helper reports: whole-file replace through a
+ * temporary file and rename, `.ssh` created 0700 and the file 0600, both owned by
+ * the user.
  *
  * @module
  */
@@ -14,50 +17,13 @@
 import { QgaError } from "../schema/errors.ts";
 import { decodeQemuBase64 } from "../schema/base64.ts";
 import { array, bool, str, struct } from "../schema/types.ts";
-import type { SystemAccess } from "../system/mod.ts";
-import { toSysError } from "../system/mod.ts";
+import { type AuthKeysReply, type AuthKeysRequest, strerror } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
 import { runGaCommand } from "./run_command.ts";
+import { PROGRAMS } from "../helper/programs.ts";
 
 /** The password program (qemu-ga runs `chpasswd` from PATH). */
-export const CHPASSWD_PATH = "/usr/sbin/chpasswd";
-/** Where home directories usually are; grants for the ssh-key commands. */
-const HOME_ROOTS = ["/root", "/home"];
-
-/** What the ssh-key commands need of a passwd entry. */
-export interface PasswdEntry {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-}
-
-/** Finds `name` in passwd(5) text; the first matching line wins, as getpwnam does. */
-export function findPasswdEntry(text: string, name: string): PasswdEntry | null {
-  if (name === "") return null;
-  for (const line of text.split("\n")) {
-    const f = line.split(":");
-    if (f.length < 7 || f[0] !== name) continue;
-    const uid = Number(f[2]);
-    const gid = Number(f[3]);
-    if (!/^\d+$/.test(f[2]!) || !/^\d+$/.test(f[3]!)) continue;
-    return { name, uid, gid, home: f[5]! };
-  }
-  return null;
-}
-
-async function lookupUser(sys: SystemAccess, name: string): Promise<PasswdEntry> {
-  let text: string;
-  try {
-    text = await sys.readTextFile("/etc/passwd");
-  } catch (e) {
-    throw new QgaError(`failed to lookup user '${name}': ${toSysError(e).strerror}`);
-  }
-  const entry = findPasswdEntry(text, name);
-  // g_unix_get_passwd_entry reports a missing user with errno 0
-  if (!entry) throw new QgaError(`failed to lookup user '${name}': Success`);
-  return entry;
-}
+export const CHPASSWD_PATH = PROGRAMS.chpasswd;
 
 /** check_openssh_pub_key: no leading `#`, no newline. */
 function checkKeys(keys: readonly string[]): void {
@@ -68,89 +34,52 @@ function checkKeys(keys: readonly string[]): void {
   }
 }
 
-function errText(e: unknown): string {
-  return toSysError(e).strerror;
-}
-
-/** g_file_get_contents + g_strsplit on "\n", with read_authkeys' error text. */
-async function readAuthKeys(path: string): Promise<string[]> {
-  try {
-    const text = new TextDecoder().decode(await Deno.readFile(path));
-    return text.split("\n");
-  } catch (e) {
-    throw new QgaError(
-      `failed to read '${path}': Failed to open file \u201C${path}\u201D: ${errText(e)}`,
-    );
+/** Runs one authorized_keys operation in the helper; qemu-ga's text for a failed step. */
+async function authKeys(ctx: Context, req: AuthKeysRequest): Promise<string[] | null> {
+  // qemu-ga's user name is a C string: it ends at the first NUL.
+  req = { ...req, username: req.username.split("\0")[0]! };
+  const r: AuthKeysReply = await ctx.sys.authorizedKeys(req);
+  if (r.ok) return r.lines;
+  const why = r.code === "" ? "Success" : strerror(r.code);
+  const p = r.path;
+  const tmp = r.tmp ?? p;
+  switch (r.stage) {
+    case "lookup":
+      throw new QgaError(`failed to lookup user '${req.username}': ${why}`);
+    case "read":
+      throw new QgaError(`failed to read '${p}': Failed to open file \u201C${p}\u201D: ${why}`);
+    case "mkdir":
+      throw new QgaError(`failed to create directory '${p}': ${why}`);
+    case "chown-dir":
+    case "chown":
+      throw new QgaError(`failed to set ownership of directory '${p}': ${why}`);
+    case "chmod-dir":
+      throw new QgaError(`failed to set permissions of directory '${p}': ${why}`);
+    case "chmod":
+      throw new QgaError(`failed to set permissions of '${p}': ${why}`);
+    case "create":
+      throw new QgaError(
+        `failed to write to '${p}': Failed to create file \u201C${tmp}\u201D: ${why}`,
+      );
+    case "write":
+      throw new QgaError(
+        `failed to write to '${p}': Failed to write file \u201C${tmp}\u201D: write() failed: ${why}`,
+      );
+    case "rename":
+      throw new QgaError(
+        `failed to write to '${p}': Failed to rename file \u201C${tmp}\u201D to \u201C${p}\u201D: ` +
+          `g_rename() failed: ${why}`,
+      );
   }
 }
 
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch {
-    return false;
-  }
-}
-
-async function mkdirForUser(path: string, user: PasswdEntry): Promise<void> {
-  try {
-    await Deno.mkdir(path, { mode: 0o700 });
-  } catch (e) {
-    throw new QgaError(`failed to create directory '${path}': ${errText(e)}`);
-  }
-  try {
-    await Deno.chown(path, user.uid, user.gid);
-  } catch (e) {
-    throw new QgaError(`failed to set ownership of directory '${path}': ${errText(e)}`);
-  }
-  try {
-    await Deno.chmod(path, 0o700);
-  } catch (e) {
-    throw new QgaError(`failed to set permissions of directory '${path}': ${errText(e)}`);
-  }
-}
-
-/** write_authkeys: lines joined by "\n" (no trailing newline), replace, chown, chmod 0600. */
-async function writeAuthKeys(path: string, lines: string[], user: PasswdEntry): Promise<void> {
-  const data = new TextEncoder().encode(lines.join("\n"));
-  const suffix = Array.from(
-    crypto.getRandomValues(new Uint8Array(6)),
-    (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36],
-  )
-    .join("");
-  const tmp = `${path}.${suffix}`;
-  try {
-    await Deno.writeFile(tmp, data, { createNew: true, mode: 0o600 });
-  } catch (e) {
-    throw new QgaError(
-      `failed to write to '${path}': Failed to create file \u201C${tmp}\u201D: ${errText(e)}`,
-    );
-  }
-  try {
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw new QgaError(
-      `failed to write to '${path}': Failed to rename file \u201C${tmp}\u201D to \u201C${path}\u201D: ` +
-        `g_rename() failed: ${errText(e)}`,
-    );
-  }
-  try {
-    await Deno.chown(path, user.uid, user.gid);
-  } catch (e) {
-    throw new QgaError(`failed to set ownership of directory '${path}': ${errText(e)}`);
-  }
-  try {
-    await Deno.chmod(path, 0o600);
-  } catch (e) {
-    throw new QgaError(`failed to set permissions of '${path}': ${errText(e)}`);
-  }
-}
-
-const SSH_NEEDS = { read: ["/etc/passwd", ...HOME_ROOTS], write: [...HOME_ROOTS] };
+const SSH_NEEDS = { helper: ["ssh"] };
 const SSH_DIFFERENCES = "Users are looked up in /etc/passwd only (qemu-ga asks NSS, so LDAP or " +
-  "systemd-homed users are found there and not here); home directories outside /root and /home " +
-  "need the agent's read/write grant extended.";
+  "systemd-homed users are found there and not here). The privileged helper does the file work " +
+  "and never follows a link: a symlinked ~/.ssh or authorized_keys is refused with " +
+  "`failed to read '<file>': Failed to open file \u201C<file>\u201D: Too many levels of " +
+  "symbolic links` (qemu-ga follows it), and a file with other hard links is read only when the " +
+  "user owns it.";
 
 /** guest-ssh-get-authorized-keys. */
 export const guestSshGetAuthorizedKeys = defineCommand<{ username: string }, { keys: string[] }>({
@@ -163,10 +92,8 @@ export const guestSshGetAuthorizedKeys = defineCommand<{ username: string }, { k
   returns: struct("GuestAuthorizedKeys", { keys: array(str) }),
   needs: SSH_NEEDS,
   async handler(args, ctx) {
-    const user = await lookupUser(ctx.sys, args.username);
-    const path = `${user.home.replace(/\/+$/, "")}/.ssh/authorized_keys`;
     const keys: string[] = [];
-    for (const raw of await readAuthKeys(path)) {
+    for (const raw of (await authKeys(ctx, { op: "get", username: args.username })) ?? []) {
       const line = raw.replace(/^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g, "");
       if (line === "" || line.startsWith("#")) continue;
       keys.unshift(line);
@@ -174,11 +101,6 @@ export const guestSshGetAuthorizedKeys = defineCommand<{ username: string }, { k
     return { keys };
   },
 });
-
-function authPaths(user: PasswdEntry): { ssh: string; file: string } {
-  const ssh = `${user.home.replace(/\/+$/, "")}/.ssh`;
-  return { ssh, file: `${ssh}/authorized_keys` };
-}
 
 /** guest-ssh-add-authorized-keys. */
 export const guestSshAddAuthorizedKeys = defineCommand<
@@ -198,18 +120,12 @@ export const guestSshAddAuthorizedKeys = defineCommand<
   needs: SSH_NEEDS,
   async handler(args, ctx) {
     checkKeys(args.keys);
-    const user = await lookupUser(ctx.sys, args.username);
-    const { ssh, file } = authPaths(user);
-    let lines: string[] | null = null;
-    if (!args.reset) lines = await readAuthKeys(file).catch(() => null);
-    if (lines === null) {
-      if (!(await isDirectory(ssh))) await mkdirForUser(ssh, user);
-      lines = [];
-    }
-    for (const key of args.keys) {
-      if (!lines.includes(key)) lines.push(key);
-    }
-    await writeAuthKeys(file, lines, user);
+    await authKeys(ctx, {
+      op: "add",
+      username: args.username,
+      keys: args.keys,
+      reset: args.reset ?? false,
+    });
     return {};
   },
 });
@@ -228,15 +144,7 @@ export const guestSshRemoveAuthorizedKeys = defineCommand<
   needs: SSH_NEEDS,
   async handler(args, ctx) {
     checkKeys(args.keys);
-    const user = await lookupUser(ctx.sys, args.username);
-    const { file } = authPaths(user);
-    try {
-      await Deno.stat(file);
-    } catch {
-      return {};
-    }
-    const lines = await readAuthKeys(file);
-    await writeAuthKeys(file, lines.filter((l) => !args.keys.includes(l)), user);
+    await authKeys(ctx, { op: "remove", username: args.username, keys: args.keys });
     return {};
   },
 });
@@ -255,10 +163,12 @@ export const guestSetUserPassword = defineCommand<
   name: "guest-set-user-password",
   since: "2.3",
   doc: "Set a user's password with chpasswd (base64 password, optionally already crypted)",
-  differences: `chpasswd is run by absolute path (${CHPASSWD_PATH}), not found through PATH.`,
+  differences: `chpasswd is run by the privileged helper by absolute path (${CHPASSWD_PATH}), ` +
+    "not found through PATH, with an empty environment; the user name and password reach it " +
+    "only on stdin, as one line.",
   args: struct("guest-set-user-password-arg", { username: str, password: str, crypted: bool }),
   sensitive: ["password"],
-  needs: { run: [CHPASSWD_PATH] },
+  needs: { helper: ["run"] },
   async handler(args, ctx: Context) {
     const raw = cBytes(decodeQemuBase64(args.password));
     if (raw.includes(0x0a)) throw new QgaError("forbidden characters in raw password");
@@ -266,13 +176,12 @@ export const guestSetUserPassword = defineCommand<
     if (username.includes("\n") || username.includes(":")) {
       throw new QgaError("forbidden characters in username");
     }
-    const name = new TextEncoder().encode(`${username}:`);
-    const input = new Uint8Array(name.length + raw.length + 1);
-    input.set(name);
-    input.set(raw, name.length);
-    input[input.length - 1] = 0x0a;
-    const argv = args.crypted ? [CHPASSWD_PATH, "-e"] : [CHPASSWD_PATH];
-    await runGaCommand(ctx, argv, "set user password", { input });
+    await runGaCommand(ctx, {
+      program: "chpasswd",
+      crypted: args.crypted,
+      username,
+      password: raw.toBase64(),
+    }, "set user password");
     return {};
   },
 });

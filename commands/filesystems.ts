@@ -4,7 +4,8 @@
  *
  * Everything under /proc, /sys and /run/udev is read through ctx.sys; statvfs(3)
  * comes from ctx.sys.statfs. FITRIM needs an ioctl Deno cannot issue, so
- * guest-fstrim runs util-linux fstrim(8) once per mount point.
+ * guest-fstrim has the privileged helper run util-linux fstrim(8) once per
+ * mount point (helper/programs.ts: only a current mount point, an integer minimum).
  *
  * @module
  */
@@ -15,6 +16,8 @@ import type { SysDirEntry, SystemAccess } from "../system/mod.ts";
 import { toSysError } from "../system/mod.ts";
 import { buildMountList } from "./mount_list.ts";
 import { defineCommand } from "./types.ts";
+import { PROGRAMS } from "../helper/programs.ts";
+import { isSandboxRefusal } from "./run_command.ts";
 import {
   type DeviceWalk,
   type DiskAddress,
@@ -104,7 +107,7 @@ export const guestGetFsinfo = defineCommand<Record<string, never>, FilesystemInf
 // guest-fstrim
 
 /** The fstrim(8) executable guest-fstrim runs. */
-export const FSTRIM = "/usr/sbin/fstrim";
+export const FSTRIM = PROGRAMS.fstrim;
 
 /** GuestFilesystemTrimResult (2.4). */
 export const GuestFilesystemTrimResult = struct("GuestFilesystemTrimResult", {
@@ -173,11 +176,11 @@ export const guestFstrim = defineCommand<{ minimum?: bigint }, { paths: TrimResu
   since: "1.2",
   doc: "Discards unused blocks of every mounted filesystem",
   differences:
-    "Runs util-linux fstrim(8) per mount point (Deno cannot issue FITRIM). `minimum` is the " +
+    "The privileged helper runs util-linux fstrim(8) per mount point (Deno cannot issue FITRIM). `minimum` is the " +
     "requested minimum, where qemu-ga reports the value the kernel wrote back.",
   args: struct("", { "*minimum": int }),
   returns: GuestFilesystemTrimResponse,
-  needs: { helper: ["read"], run: [FSTRIM] },
+  needs: { helper: ["read", "run"] },
   async handler(args, ctx) {
     ctx.log.info("guest-fstrim called");
     const mounts = await buildMountList(ctx.sys);
@@ -188,10 +191,13 @@ export const guestFstrim = defineCommand<{ minimum?: bigint }, { paths: TrimResu
       paths.unshift(result);
       let run;
       try {
-        run = await ctx.run([FSTRIM, "-v", "-m", String(minimum), mount.dir], {
-          env: { LC_ALL: "C" },
+        run = await ctx.sys.runProgram({
+          program: "fstrim",
+          minimum: String(minimum),
+          mountpoint: mount.dir,
         });
       } catch (e) {
+        if (isSandboxRefusal(e)) throw e;
         result.error = `failed to trim: ${toSysError(e).strerror}`;
         continue;
       }

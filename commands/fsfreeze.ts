@@ -3,8 +3,10 @@
  * §2.3 "Filesystems", §1.10, §4.5), with qemu-ga 10.2's hook handling.
  *
  * Deno cannot issue ioctl(FIFREEZE/FITHAW), so each filesystem is frozen and
- * thawed by util-linux `fsfreeze --freeze|--unfreeze DIR` (run with LC_ALL=C so
- * its messages carry glibc's strerror texts). What qemu-ga learns from errno we
+ * thawed by util-linux `fsfreeze --freeze|--unfreeze DIR`, which the privileged
+ * helper runs (with LC_ALL=C, so its messages carry glibc's strerror texts) only
+ * for a DIR that is a mount point at that moment; the hook is the one the helper
+ * was given at start (helper/programs.ts). What qemu-ga learns from errno we
  * read from fsfreeze's message `fsfreeze: DIR: freeze failed: <strerror>`:
  * "Operation not supported" (EOPNOTSUPP) and "Device or resource busy" (EBUSY)
  * are skipped and not counted, `cannot open DIR: <strerror>` is qemu-ga's
@@ -23,22 +25,14 @@ import { QgaError } from "../schema/errors.ts";
 import { array, enumType, int, str, struct } from "../schema/types.ts";
 import { strerror, SysError } from "../system/mod.ts";
 import { buildMountList, type Mount } from "./mount_list.ts";
-import { runGaCommand } from "./run_command.ts";
-import type { AgentOptions } from "../agent/options.ts";
-import {
-  type CommandDef,
-  type Context,
-  defineCommand,
-  type Needs,
-  type RunResult,
-} from "./types.ts";
+import { isSandboxRefusal, runGaCommand } from "./run_command.ts";
+import { type CommandDef, type Context, defineCommand, type RunResult } from "./types.ts";
+import { PROGRAMS } from "../helper/programs.ts";
 
 /** util-linux fsfreeze (Debian, Fedora and SUSE install it here; /sbin links to it). */
-export const FSFREEZE = "/usr/sbin/fsfreeze";
+export const FSFREEZE = PROGRAMS.fsfreeze;
 /** Upper bound of `fsfreeze --unfreeze` runs per mount during one thaw. */
 export const MAX_THAW_REPEAT = 16;
-/** The environment of the fsfreeze runs: untranslated messages. */
-const C_LOCALE = { LC_ALL: "C" };
 
 /** GuestFsfreezeStatus. */
 export const GuestFsfreezeStatus = enumType("GuestFsfreezeStatus", ["thawed", "frozen"]);
@@ -51,7 +45,7 @@ async function runHook(ctx: Context, arg: HookArg): Promise<void> {
   const hook = ctx.options.fsfreezeHook;
   if (!hook) return;
   ctx.log.debug(`executing fsfreeze hook with arg '${arg}'`);
-  await runGaCommand(ctx, [hook, arg], "execute fsfreeze hook");
+  await runGaCommand(ctx, { program: "fsfreeze-hook", arg }, "execute fsfreeze hook");
 }
 
 /** One fsfreeze run; a program that cannot start reads as a failure with its reason. */
@@ -60,9 +54,13 @@ async function fsfreeze(ctx: Context, action: "--freeze" | "--unfreeze", dir: st
 > {
   let r: RunResult;
   try {
-    r = await ctx.run([FSFREEZE, action, dir], { env: C_LOCALE });
+    r = await ctx.sys.runProgram({
+      program: "fsfreeze",
+      action: action === "--freeze" ? "freeze" : "unfreeze",
+      mountpoint: dir,
+    });
   } catch (e) {
-    if (!(e instanceof SysError)) throw e;
+    if (!(e instanceof SysError) || isSandboxRefusal(e)) throw e;
     return { ok: false, open: false, reason: strerror(e.code) };
   }
   if (r.code === 0) return { ok: true };
@@ -164,12 +162,12 @@ async function freezeList(
   return count;
 }
 
-/** Needs of the freeze and thaw commands: fsfreeze, the hook, the mount table. */
-function freezeNeeds(options: AgentOptions): Needs {
-  const run = [FSFREEZE];
-  if (options.fsfreezeHook) run.push(options.fsfreezeHook);
-  return { run, helper: ["read"] };
-}
+const HOOK_DIFFERENCE = "The privileged helper runs fsfreeze and the hook; the hook is the one " +
+  "the agent was started with (the helper takes it once, at start), run with cwd / and an empty " +
+  "environment apart from PATH.";
+
+/** Needs of the freeze and thaw commands: the mount table, fsfreeze and the hook (helper). */
+const freezeNeeds = { helper: ["read", "run"] };
 
 /** guest-fsfreeze-status. */
 export const guestFsfreezeStatus: CommandDef<Record<string, never>, "thawed" | "frozen"> =
@@ -191,7 +189,8 @@ export const guestFsfreezeFreeze: CommandDef<Record<string, never>, number> = de
   since: "0.15.0",
   doc: "Freeze every freezable mounted filesystem (in reverse mount order); returns the count.",
   differences:
-    "Freezes through util-linux fsfreeze instead of ioctl(FIFREEZE); a mount point that is not a directory is skipped like an unsupported filesystem.",
+    "Freezes through util-linux fsfreeze instead of ioctl(FIFREEZE); a mount point that is not a directory is skipped like an unsupported filesystem. " +
+    HOOK_DIFFERENCE,
   returns: int,
   needs: freezeNeeds,
   handler(_args, ctx) {
@@ -209,7 +208,7 @@ export const guestFsfreezeFreezeList: CommandDef<FreezeListArgs, number> = defin
   name: "guest-fsfreeze-freeze-list",
   since: "2.2",
   doc: "Freeze the listed mount points (all when omitted); returns the count.",
-  differences: "Freezes through util-linux fsfreeze instead of ioctl(FIFREEZE).",
+  differences: "Freezes through util-linux fsfreeze instead of ioctl(FIFREEZE). " + HOOK_DIFFERENCE,
   args: struct("guest-fsfreeze-freeze-list-arg", { "*mountpoints": array(str) }),
   returns: int,
   needs: freezeNeeds,
@@ -223,7 +222,8 @@ export const guestFsfreezeThaw: CommandDef<Record<string, never>, number> = defi
   name: "guest-fsfreeze-thaw",
   since: "0.15.0",
   doc: "Thaw every frozen filesystem, then run the thaw hook; returns the number thawed.",
-  differences: "Thaws through util-linux fsfreeze --unfreeze instead of ioctl(FITHAW).",
+  differences: "Thaws through util-linux fsfreeze --unfreeze instead of ioctl(FITHAW). " +
+    HOOK_DIFFERENCE,
   returns: int,
   allowedWhileFrozen: true,
   needs: freezeNeeds,

@@ -3,16 +3,18 @@
  * "Network").
  *
  * qemu-ga walks getifaddrs(3). Deno has no getifaddrs, so the same list is put
- * together from three sources:
+ * together from a snapshot the privileged helper takes in one round trip
+ * (helper/net.ts; the agent needs no --allow-sys):
  * - the links (getifaddrs' AF_PACKET entries, which come first, in ifindex order):
- *   /sys/class/net/<name>/ifindex through ctx.sys;
+ *   /sys/class/net/<name>/ifindex;
  * - the addresses (the AF_INET then AF_INET6 entries, IPv4 alias labels such as
- *   `eth0:1` as their own names): Deno.networkInterfaces(), which is getifaddrs
- *   minus the links, in getifaddrs order;
+ *   `eth0:1` as their own names): Deno.networkInterfaces() in the helper, which is
+ *   getifaddrs minus the links, in getifaddrs order;
  * - the MAC address (SIOCGIFHWADDR): /sys/class/net/<name>/address, the first six
  *   bytes, zero-padded (`00:00:00:00:00:00` for lo and address-less links; an
  *   alias label uses its base interface, as the kernel strips `:<label>` in the
- *   ioctl).
+ *   ioctl);
+ * - the counters: /proc/net/dev.
  * Addresses are re-printed as glibc's inet_ntop prints them.
  *
  * @module
@@ -20,7 +22,7 @@
 
 import { QgaError } from "../schema/errors.ts";
 import { array, enumType, int, str, struct, uint64 } from "../schema/types.ts";
-import { type SystemAccess, toSysError } from "../system/mod.ts";
+import { type NetSnapshot, strerror, type SystemAccess, toSysError } from "../system/mod.ts";
 import { defineCommand } from "./types.ts";
 
 /** A uint64 as a number when it is exactly representable, else a bigint. */
@@ -213,55 +215,36 @@ export function netDevStats(text: string, name: string): Record<string, number |
 }
 
 /** SIOCGIFHWADDR's answer from sysfs: the first six bytes of `address`, zero-padded. */
-async function hardwareAddress(sys: SystemAccess, name: string): Promise<string | undefined> {
+function hardwareAddress(snap: NetSnapshot, name: string): string | undefined {
   const base = name.split(":")[0]!;
-  let text: string;
-  try {
-    text = await sys.readTextFile(`/sys/class/net/${base}/address`);
-  } catch {
-    return undefined;
-  }
-  const bytes = text.trim() === "" ? [] : text.trim().split(":").map((h) => parseInt(h, 16) & 0xff);
+  const text = snap.links?.find((l) => l.name === base)?.address;
+  if (text === null || text === undefined) return undefined;
+  const bytes = text === "" ? [] : text.split(":").map((h) => parseInt(h, 16) & 0xff);
   const six = Array.from({ length: 6 }, (_, i) => bytes[i] ?? 0);
   return six.map((b) => b.toString(16).padStart(2, "0")).join(":");
 }
 
-/** The links in getifaddrs' order (ifindex). */
-async function links(sys: SystemAccess): Promise<string[]> {
-  let entries;
-  try {
-    entries = await sys.readDir("/sys/class/net");
-  } catch (e) {
-    throw new QgaError(`getifaddrs failed: ${toSysError(e).strerror}`);
+/** The links in getifaddrs' order (ifindex; an unreadable index sorts last). */
+function links(snap: NetSnapshot): string[] {
+  if (!snap.links) {
+    throw new QgaError(`getifaddrs failed: ${strerror(snap.linksError ?? "EIO")}`);
   }
-  const indexed: { name: string; index: number }[] = [];
-  for (const e of entries) {
-    let index = Number.MAX_SAFE_INTEGER;
-    try {
-      index = Number((await sys.readTextFile(`/sys/class/net/${e.name}/ifindex`)).trim());
-    } catch {
-      // Vanished meanwhile: keep it last.
-    }
-    indexed.push({ name: e.name, index });
-  }
-  return indexed.sort((a, b) => a.index - b.index).map((l) => l.name);
+  return snap.links
+    .map((l) => ({ name: l.name, index: l.ifindex ?? Number.MAX_SAFE_INTEGER }))
+    .sort((a, b) => a.index - b.index)
+    .map((l) => l.name);
 }
 
-/**
- * Builds guest-network-get-interfaces' list from the links in `sys` and the
- * addresses Deno.networkInterfaces() reported (`addrs`, in its order).
- */
-export async function getInterfaces(
-  sys: SystemAccess,
-  addrs: readonly InterfaceAddress[],
-): Promise<NetworkInterface[]> {
-  const names = await links(sys);
+/** Builds guest-network-get-interfaces' list from a snapshot (helper/net.ts). */
+export function getInterfaces(snap: NetSnapshot): NetworkInterface[] {
+  const addrs: readonly InterfaceAddress[] = snap.addresses;
+  const names = links(snap);
   for (const a of addrs) if (!names.includes(a.name)) names.push(a.name);
-  let netDev: string | null | undefined;
+  const netDev = snap.netDev;
   const out: NetworkInterface[] = [];
   for (const name of names) {
     const info: NetworkInterface = { name };
-    const hw = await hardwareAddress(sys, name);
+    const hw = hardwareAddress(snap, name);
     if (hw !== undefined) info["hardware-address"] = hw;
     const ips: IpAddress[] = [];
     for (const a of addrs) {
@@ -278,13 +261,6 @@ export async function getInterfaces(
     }
     if (ips.length > 0) {
       info["ip-addresses"] = ips;
-      if (netDev === undefined) {
-        try {
-          netDev = await sys.readTextFile("/proc/net/dev");
-        } catch {
-          netDev = null;
-        }
-      }
       const stats = netDev === null ? null : netDevStats(netDev, name);
       if (stats) info.statistics = stats;
     }
@@ -293,26 +269,17 @@ export async function getInterfaces(
   return out;
 }
 
-function denoAddresses(): InterfaceAddress[] {
-  return Deno.networkInterfaces().map((i) => ({
-    family: i.family,
-    name: i.name,
-    address: i.address,
-    netmask: i.netmask,
-  }));
-}
-
 /** guest-network-get-interfaces. */
 export const guestNetworkGetInterfaces = defineCommand<Record<string, never>, NetworkInterface[]>({
   name: "guest-network-get-interfaces",
   since: "1.1",
   doc: "Lists the network interfaces with their MAC and IP addresses and counters",
   differences:
-    "Built from /sys/class/net and Deno.networkInterfaces() instead of getifaddrs(3); the " +
-    "MAC address is read from sysfs instead of SIOCGIFHWADDR.",
+    "Built from /sys/class/net and Deno.networkInterfaces() (both in the privileged helper) " +
+    "instead of getifaddrs(3); the MAC address is read from sysfs instead of SIOCGIFHWADDR.",
   returns: array(GuestNetworkInterface),
-  needs: { helper: ["read"], sys: ["networkInterfaces"] },
-  handler: (_args, ctx) => getInterfaces(ctx.sys, denoAddresses()),
+  needs: { helper: ["net"] },
+  handler: async (_args, ctx) => getInterfaces(await ctx.sys.netSnapshot()),
 });
 
 // ---------------------------------------------------------------------------------

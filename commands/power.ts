@@ -2,7 +2,8 @@
  * guest-shutdown (qga-reference.md §2.3 "Time / power", §1.8, §4.6), with
  * qemu-ga 10.2's behaviour: `/sbin/poweroff`, `/sbin/halt` or `/sbin/reboot`
  * when executable, else `/sbin/shutdown -h -P|-H|-r +0 "hypervisor initiated
- * shutdown"`, run as ga_run_command runs it (commands/run_command.ts).
+ * shutdown"`, run as ga_run_command runs it (commands/run_command.ts) by the
+ * privileged helper, which knows only these fixed command lines (helper/programs.ts).
  *
  * @module
  */
@@ -10,18 +11,17 @@
 import { QgaError } from "../schema/errors.ts";
 import { str, struct } from "../schema/types.ts";
 import { SysError } from "../system/mod.ts";
-import { checkRunResult, execFailure, isSandboxRefusal, runGaCommand } from "./run_command.ts";
+import {
+  checkRunResult,
+  execFailure,
+  isSandboxRefusal,
+  programOf,
+  runGaCommand,
+} from "./run_command.ts";
 import { type CommandDef, defineCommand, type RunResult } from "./types.ts";
+import type { PowerMode } from "../helper/programs.ts";
 
-/** The dedicated program of each mode and shutdown(8)'s flag for it. */
-const MODES: ReadonlyMap<string, { program: string; flag: string }> = new Map([
-  ["powerdown", { program: "/sbin/poweroff", flag: "-P" }],
-  ["halt", { program: "/sbin/halt", flag: "-H" }],
-  ["reboot", { program: "/sbin/reboot", flag: "-r" }],
-]);
-
-/** The fallback, as in qemu-ga 7.2 and 10.2 on Linux. */
-const SHUTDOWN = "/sbin/shutdown";
+const MODES: readonly PowerMode[] = ["powerdown", "halt", "reboot"];
 
 /** Spawn errors that mean access(path, X_OK) would have failed. */
 const NOT_EXECUTABLE = new Set(["ENOENT", "EACCES", "ENOTDIR", "ELOOP"]);
@@ -40,27 +40,23 @@ export const guestShutdown: CommandDef<ShutdownArgs, Record<string, never>> = de
     "qemu-ga checks access(X_OK) and then runs the program; we run it and fall back to /sbin/shutdown when it cannot be executed (ENOENT, EACCES, ENOTDIR, ELOOP), which is the same decision.",
   args: struct("guest-shutdown-arg", { "*mode": str }),
   successResponse: false,
-  needs: {
-    run: ["/sbin/poweroff", "/sbin/halt", "/sbin/reboot", SHUTDOWN],
-  },
+  needs: { helper: ["run"] },
   async handler(args, ctx) {
-    const mode = args.mode ?? "powerdown";
-    const m = MODES.get(mode);
-    if (!m) throw new QgaError("mode is invalid (valid values are: halt|powerdown|reboot");
+    const mode = (args.mode ?? "powerdown") as PowerMode;
+    if (!MODES.includes(mode)) {
+      throw new QgaError("mode is invalid (valid values are: halt|powerdown|reboot");
+    }
     ctx.log.debug(`guest-shutdown called, mode: ${args.mode ?? "(null)"}`);
     let r: RunResult;
+    const own = { program: "power-program", mode } as const;
     try {
-      r = await ctx.run([m.program]);
+      r = await ctx.sys.runProgram(own);
     } catch (e) {
       if (!(e instanceof SysError) || isSandboxRefusal(e)) throw e;
       if (!NOT_EXECUTABLE.has(e.code)) {
-        checkRunResult(execFailure(m.program, e), "shutdown");
+        checkRunResult(execFailure(programOf(ctx, own), e), "shutdown");
       }
-      await runGaCommand(
-        ctx,
-        [SHUTDOWN, "-h", m.flag, "+0", "hypervisor initiated shutdown"],
-        "shutdown",
-      );
+      await runGaCommand(ctx, { program: "shutdown", mode }, "shutdown");
       return {};
     }
     checkRunResult(r, "shutdown");

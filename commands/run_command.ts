@@ -1,17 +1,20 @@
 /**
  * qemu-ga 10.2's ga_run_command (qga-reference.md §4.6): how helper programs
- * (shutdown, hwclock, chpasswd, the fsfreeze hook) are run and how their failures
+ * (shutdown, hwclock, chpasswd, the fsfreeze hook) are run, by the privileged
+ * helper from its fixed templates (helper/programs.ts), and how their failures
  * read: `child process has failed to <action>: <output>` (or `: exit status N`
  * when the program printed nothing), `child process has terminated abnormally[:
  * <output>]` for a signal, and, for a program that cannot be executed, the text
  * qemu-ga's child prints after execvp fails: `failed to exec '<argv0>': <errno>\n`.
- * A refusal by the agent's sandbox is re-thrown as it is, for the dispatcher to name.
+ * A refusal by the agent's sandbox or the helper is re-thrown as it is, for the
+ * dispatcher to name.
  *
  * @module
  */
 
 import { QgaError } from "../schema/errors.ts";
-import { strerror, SysError } from "../system/mod.ts";
+import { type ProgramRequest, strerror, SysError } from "../system/mod.ts";
+import { invocation } from "../helper/programs.ts";
 import type { Context, RunResult } from "./types.ts";
 
 /** Output as qemu-ga prints it: a C string, so it ends at the first NUL. */
@@ -21,9 +24,23 @@ function cString(bytes: Uint8Array): string {
   return nul >= 0 ? text.slice(0, nul) : text;
 }
 
-/** True for the SysError toSysError makes of a Deno NotCapable. */
+/** True for a refusal: Deno's (toSysError of a NotCapable) or the helper's. */
 export function isSandboxRefusal(e: unknown): boolean {
-  return e instanceof SysError && e.message.startsWith("sandbox refused");
+  return e instanceof SysError &&
+    (e.message.startsWith("sandbox refused") || e.message.startsWith("helper refused") ||
+      e.message.endsWith("the privileged helper is not running"));
+}
+
+/** The program a request runs (argv[0] of its template), for execvp's failure text. */
+export function programOf(ctx: Context, req: ProgramRequest): string {
+  try {
+    return invocation(req, {
+      fsfreezeHook: ctx.options.fsfreezeHook ?? null,
+      isMountPoint: () => true,
+    }).argv[0];
+  } catch {
+    return "";
+  }
 }
 
 /** What qemu-ga's child reports when execvp fails: the perror text, exit status 1. */
@@ -54,19 +71,18 @@ export function checkRunResult(r: RunResult, action: string): void {
   }
 }
 
-/** Runs `argv` as ga_run_command does; returns the program's merged output on success. */
+/** Runs a helper program as ga_run_command does; returns its merged output on success. */
 export async function runGaCommand(
   ctx: Context,
-  argv: string[],
+  req: ProgramRequest,
   action: string,
-  opts: { input?: Uint8Array; env?: Record<string, string> } = {},
 ): Promise<Uint8Array> {
   let r: RunResult;
   try {
-    r = await ctx.run(argv, opts);
+    r = await ctx.sys.runProgram(req);
   } catch (e) {
     if (!(e instanceof SysError) || isSandboxRefusal(e)) throw e;
-    r = execFailure(argv[0] ?? "", e);
+    r = execFailure(programOf(ctx, req), e);
   }
   checkRunResult(r, action);
   return r.output;

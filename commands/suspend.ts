@@ -2,22 +2,25 @@
  * guest-suspend-disk, guest-suspend-ram and guest-suspend-hybrid
  * (qga-reference.md §2.3 "Time / power"): systemd, then pm-utils, then
  * /sys/power/state, with qemu-ga's support checks, fall-through and error texts.
- * None of them answers on success.
+ * The programs are run by the privileged helper from fixed templates
+ * (helper/programs.ts). None of them answers on success.
  *
  * @module
  */
 
 import { QgaError } from "../schema/errors.ts";
-import { SysError } from "../system/mod.ts";
+import { type ProgramRequest, SysError } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
+import { PROGRAMS } from "../helper/programs.ts";
+import { isSandboxRefusal, programOf } from "./run_command.ts";
 
-/** Helper programs, by the absolute path the sandbox grants. */
+/** Helper programs, by absolute path (helper/programs.ts runs them). */
 export const SUSPEND_PROGRAMS = {
-  systemctl: "/usr/bin/systemctl",
-  pmIsSupported: "/usr/bin/pm-is-supported",
-  pmHibernate: "/usr/sbin/pm-hibernate",
-  pmSuspend: "/usr/sbin/pm-suspend",
-  pmSuspendHybrid: "/usr/sbin/pm-suspend-hybrid",
+  systemctl: PROGRAMS.systemctl,
+  pmIsSupported: PROGRAMS.pmIsSupported,
+  pmHibernate: PROGRAMS.pmHibernate,
+  pmSuspend: PROGRAMS.pmSuspend,
+  pmSuspendHybrid: PROGRAMS.pmSuspendHybrid,
 } as const;
 
 const STATE_FILE = "/sys/power/state";
@@ -25,23 +28,17 @@ const STATE_FILE = "/sys/power/state";
 /** The three suspend modes and what each strategy calls them. */
 const MODES = {
   disk: {
-    unit: "systemd-hibernate",
     verb: "hibernate",
-    pmFlag: "--hibernate",
     pm: "pmHibernate",
     sysfs: "disk",
   },
   ram: {
-    unit: "systemd-suspend",
     verb: "suspend",
-    pmFlag: "--suspend",
     pm: "pmSuspend",
     sysfs: "mem",
   },
   hybrid: {
-    unit: "systemd-hybrid-sleep",
     verb: "hybrid-sleep",
-    pmFlag: "--suspend-hybrid",
     pm: "pmSuspendHybrid",
     sysfs: null,
   },
@@ -54,14 +51,15 @@ export type SuspendMode = keyof typeof MODES;
  * run_process_child: the exit status (WEXITSTATUS, so 0 for a signal), -1 when the
  * program does not exist; other spawn failures are errors.
  */
-async function runChild(ctx: Context, argv: string[]): Promise<number> {
+async function runChild(ctx: Context, req: ProgramRequest): Promise<number> {
   try {
-    const res = await ctx.run(argv);
+    const res = await ctx.sys.runProgram(req);
     return res.code ?? 0;
   } catch (e) {
     if (e instanceof SysError && e.code === "ENOENT") return -1;
-    if (e instanceof SysError && !e.message.startsWith("sandbox refused")) {
-      const name = argv[0]!.slice(argv[0]!.lastIndexOf("/") + 1);
+    if (e instanceof SysError && !isSandboxRefusal(e)) {
+      const program = programOf(ctx, req);
+      const name = program.slice(program.lastIndexOf("/") + 1);
       throw new QgaError(
         `failed to create child process, error 'Failed to execute child process \u201C${name}\u201D (${e.strerror})'`,
       );
@@ -87,13 +85,13 @@ export async function guestSuspend(ctx: Context, mode: SuspendMode): Promise<voi
   let supported = false;
 
   const sd = await attempt(async () => {
-    const st = await runChild(ctx, [P.systemctl, "status", m.unit]);
+    const st = await runChild(ctx, { program: "suspend-check-systemd", mode });
     return st > 0 && st < 4;
   });
   if (sd.value) {
     supported = true;
     const run = await attempt(async () => {
-      const st = await runChild(ctx, [P.systemctl, m.verb]);
+      const st = await runChild(ctx, { program: "suspend-systemd", mode });
       if (st === 0) return;
       if (st === -1) throw new QgaError(`the helper program 'systemctl ${m.verb}' was not found`);
       throw new QgaError(
@@ -104,7 +102,7 @@ export async function guestSuspend(ctx: Context, mode: SuspendMode): Promise<voi
   }
 
   const pm = await attempt(async () => {
-    const st = await runChild(ctx, [P.pmIsSupported, m.pmFlag]);
+    const st = await runChild(ctx, { program: "suspend-check-pm", mode });
     if (st === 0) return true;
     if (st === -1) return false;
     throw new QgaError(
@@ -115,7 +113,7 @@ export async function guestSuspend(ctx: Context, mode: SuspendMode): Promise<voi
     supported = true;
     const name = P[m.pm].slice(P[m.pm].lastIndexOf("/") + 1);
     const run = await attempt(async () => {
-      const st = await runChild(ctx, [P[m.pm]]);
+      const st = await runChild(ctx, { program: "suspend-pm", mode });
       if (st === 0) return;
       if (st === -1) throw new QgaError(`the helper program '${name}' was not found`);
       throw new QgaError(
@@ -151,13 +149,10 @@ export async function guestSuspend(ctx: Context, mode: SuspendMode): Promise<voi
   if (error) throw error;
 }
 
-const NEEDS = {
-  run: Object.values(SUSPEND_PROGRAMS),
-  read: [STATE_FILE],
-  helper: ["read", "write"],
-};
+const NEEDS = { helper: ["read", "write", "run"] };
 
-const DIFFERENCES = "systemctl and the pm-utils programs are run by absolute path " +
+const DIFFERENCES = "systemctl and the pm-utils programs are run by the privileged helper by " +
+  "absolute path " +
   "(/usr/bin/systemctl, /usr/bin/pm-is-supported, /usr/sbin/pm-*), not through PATH.";
 
 /** guest-suspend-disk. */

@@ -1,10 +1,11 @@
 /**
  * guest-get-time and guest-set-time (qga-reference.md §2.3 "Time / power").
  *
- * Deno cannot call settimeofday(2), so guest-set-time sets the clock by running
- * `/usr/bin/date -s @SECONDS.MICROSECONDS` (clock_settime with qemu-ga's microsecond
- * precision), then `/sbin/hwclock -w`, as qemu-ga 10.2 does; without a time it runs
- * `/sbin/hwclock -s`.
+ * Deno cannot call settimeofday(2), so guest-set-time has the privileged helper
+ * run `/usr/bin/date -u -s @SECONDS.MICROSECONDS` (clock_settime with qemu-ga's
+ * microsecond precision; the helper takes the two integers, never text), then
+ * `/sbin/hwclock -w`, as qemu-ga 10.2 does; without a time it runs
+ * `/sbin/hwclock -s` (helper/programs.ts).
  *
  * @module
  */
@@ -12,13 +13,14 @@
 import { QgaError } from "../schema/errors.ts";
 import { int, struct } from "../schema/types.ts";
 import { defineCommand } from "./types.ts";
-import { runGaCommand } from "./run_command.ts";
+import { isSandboxRefusal, runGaCommand } from "./run_command.ts";
 import { localZone } from "./identity.ts";
+import { PROGRAMS } from "../helper/programs.ts";
 
 /** The programs guest-set-time runs. */
-export const DATE_PATH = "/usr/bin/date";
+export const DATE_PATH = PROGRAMS.date;
 /** qemu-ga's hwclock path. */
-export const HWCLOCK_PATH = "/sbin/hwclock";
+export const HWCLOCK_PATH = PROGRAMS.hwclock;
 
 /** Nanoseconds since the epoch with microsecond resolution, as g_get_real_time() * 1000. */
 export function realTimeNs(): bigint {
@@ -43,13 +45,13 @@ export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, neve
   name: "guest-set-time",
   since: "1.5",
   doc: "Set the guest's clock to a time (then the RTC from it), or the clock from the RTC",
-  differences: "The clock is set by running /usr/bin/date -s @S.UUUUUU (Deno cannot call " +
-    "settimeofday); its failure is reported as qemu-ga's `Failed to set time to guest: <errno>` " +
+  differences: "The clock is set by the privileged helper running /usr/bin/date -u -s " +
+    "@S.UUUUUU (Deno cannot call settimeofday); its failure is reported as qemu-ga's `Failed to set time to guest: <errno>` " +
     "with the errno text date printed. `Invalid time` carries `Success` where qemu-ga appends a " +
     "stale errno. `Time <ns> is too large` cannot happen with a 64-bit time_t, as in qemu-ga.",
   args: struct("guest-set-time-arg", { "*time": int }),
   needs: {
-    run: [DATE_PATH, HWCLOCK_PATH],
+    helper: ["run"],
     read: ["/etc/localtime", "/usr/share/zoneinfo"],
     env: ["TZ", "TZDIR"],
   },
@@ -68,11 +70,15 @@ export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, neve
       const year = new Date((secNum + zone.offset) * 1000).getUTCFullYear();
       if (!(year >= 1970 && year < 2070)) throw new QgaError("Invalid time: Success");
       if (usec < 0n) throw new QgaError("Failed to set time to guest: Invalid argument");
-      const stamp = `@${sec}.${usec.toString().padStart(6, "0")}`;
       let res;
       try {
-        res = await ctx.run([DATE_PATH, "-u", "-s", stamp]);
+        res = await ctx.sys.runProgram({
+          program: "set-clock",
+          seconds: secNum,
+          microseconds: Number(usec),
+        });
       } catch (e) {
+        if (isSandboxRefusal(e)) throw e;
         const reason = e instanceof Error && "strerror" in e ? String(e.strerror) : String(e);
         throw new QgaError(`Failed to set time to guest: ${reason}`);
       }
@@ -86,7 +92,7 @@ export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, neve
     }
     await runGaCommand(
       ctx,
-      [HWCLOCK_PATH, args.time !== undefined ? "-w" : "-s"],
+      { program: "hwclock", direction: args.time !== undefined ? "to-hardware" : "from-hardware" },
       "set hardware clock to system time",
     );
     return {};

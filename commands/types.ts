@@ -7,7 +7,7 @@
  */
 
 import type { AgentOptions } from "../agent/options.ts";
-import type { SystemAccess } from "../system/mod.ts";
+import type { ProgramResult, SystemAccess } from "../system/mod.ts";
 import type { AgentEnvironment } from "../system/environment.ts";
 import type { StructDesc, TypeDesc } from "../schema/types.ts";
 
@@ -16,10 +16,11 @@ import type { StructDesc, TypeDesc } from "../schema/types.ts";
  * command whose needs are not granted is reported `enabled: false` in guest-info
  * and answers as a disabled command (the reason goes to the log).
  *
- * Paths are absolute. `run` names executables (absolute paths, as Deno matches
- * spawns on the resolved path). `sys` names Deno `--allow-sys` kinds
- * ("hostname", "osRelease", "loadavg", "networkInterfaces", ...). `helper` names
- * privileged-helper operations ("read", "write", "channel").
+ * Paths are absolute. `run` names executables the agent itself spawns (absolute
+ * paths, as Deno matches spawns on the resolved path): only guest-exec has any;
+ * every other program runs in the privileged helper (`helper: ["run"]`). `sys`
+ * names Deno `--allow-sys` kinds. `helper` names privileged-helper operations
+ * ("read", "write", "run", "ssh", "net").
  *
  * `env` and `net` are printed in the least-privilege line but never disable a command:
  * environment variables are read once at start-up by other means when not granted
@@ -45,13 +46,7 @@ export interface Logger {
 }
 
 /** Result of running a helper program as qemu-ga's ga_run_command does (§4.6). */
-export interface RunResult {
-  /** Exit code, or null when killed by a signal. */
-  code: number | null;
-  signal: string | null;
-  /** stdout and stderr, merged in arrival order. */
-  output: Uint8Array;
-}
+export type RunResult = ProgramResult;
 
 /** One entry of the registry, as guest-info reports it. */
 export interface RegistryEntry {
@@ -88,14 +83,6 @@ export interface Context {
   setFrozen(frozen: boolean): Promise<void>;
   /** Allocates the next guest-file handle and commits the counter to the state dir (§3.3). */
   allocateHandle(): Promise<bigint>;
-  /**
-   * Runs a program as ga_run_command does: setsid, stdin from `input` or /dev/null,
-   * stdout+stderr captured together. Throws SysError when it cannot be spawned.
-   */
-  run(
-    argv: string[],
-    opts?: { input?: Uint8Array; env?: Record<string, string> },
-  ): Promise<RunResult>;
 }
 
 /** A command of the table. */

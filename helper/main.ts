@@ -1,8 +1,14 @@
 /**
  * The privileged helper: the only code of deno-qga that runs with --allow-all.
  * Started by helper/qga-helper on behalf of the agent, it serves the fixed list
- * of operations of helper/protocol.ts over its stdin/stdout, each checked by
- * helper/ops.ts, and exits when the agent goes away (stdin EOF).
+ * of operations of helper/protocol.ts over its stdin/stdout and exits when the
+ * agent goes away (stdin EOF). The operations live in their own files, each
+ * readable on its own: helper/ops.ts (the /proc, /sys and /dev allowlist),
+ * helper/programs.ts (the programs it runs), helper/authorized_keys.ts,
+ * helper/net.ts and helper/channel.ts with helper/channel_worker.ts (the relay).
+ *
+ * The first request must be Init: it fixes the fsfreeze hook and the one channel
+ * device for the helper's life. The agent sends it before it reads any host input.
  *
  * It accepts one flag, `--allow-pty-channels`, used by the tests to relay a
  * socat pty pair; the launcher never passes it (it ignores its own arguments).
@@ -11,14 +17,18 @@
  */
 
 import inspector from "node:inspector";
-import { OpError, Ops } from "./ops.ts";
+import { errnoName, mountPoints, OpError, Ops } from "./ops.ts";
+import { Channel, MAX_CHANNELS } from "./channel.ts";
+import { checkHookPath, invocation, run } from "./programs.ts";
+import { authorizedKeys } from "./authorized_keys.ts";
+import { LIVE, netSnapshot } from "./net.ts";
 import {
-  type ChannelMode,
   type ChannelOpenRequest,
   encodeFrame,
   type Frame,
   FrameDecoder,
   FrameTooLarge,
+  type InitRequest,
   jsonPayload,
   MAX_CHANNEL_READ,
   MAX_REQUEST_PAYLOAD,
@@ -26,80 +36,21 @@ import {
   parseJsonPayload,
   payloadU32,
   Reply,
+  type RunReply,
   textPayload,
   type WriteFileRequest,
 } from "./protocol.ts";
-import type { WorkerReply, WorkerRequest } from "./channel_worker.ts";
-
-/** Channels open at once (qemu-ga has one; a second allows reopen while one closes). */
-const MAX_CHANNELS = 2;
-
-/** One relayed channel device. */
-class Channel {
-  readonly #worker: Worker;
-  readonly #pending = new Map<number, (r: WorkerReply) => void>();
-  #onClosed: (() => void) | undefined;
-
-  constructor() {
-    this.#worker = new Worker(new URL("./channel_worker.ts", import.meta.url), { type: "module" });
-    this.#worker.onmessage = (ev: MessageEvent<WorkerReply>) => {
-      const r = ev.data;
-      if (r.kind === "closed") {
-        this.#onClosed?.();
-        return;
-      }
-      const id = r.kind === "opened" ? 0 : r.id;
-      const done = this.#pending.get(id);
-      this.#pending.delete(id);
-      done?.(r);
-    };
-  }
-
-  #ask(id: number, req: WorkerRequest, transfer: Transferable[] = []): Promise<WorkerReply> {
-    return new Promise((resolve) => {
-      this.#pending.set(id, resolve);
-      this.#worker.postMessage(req, transfer);
-    });
-  }
-
-  open(path: string, mode: ChannelMode): Promise<WorkerReply> {
-    return this.#ask(0, { kind: "open", path, mode });
-  }
-
-  read(id: number, max: number): Promise<WorkerReply> {
-    return this.#ask(id, { kind: "read", id, max });
-  }
-
-  write(id: number, data: Uint8Array): Promise<WorkerReply> {
-    return this.#ask(id, { kind: "write", id, data }, [data.buffer as ArrayBuffer]);
-  }
-
-  /** Closes the device; terminates the worker if it does not answer (a blocked write). */
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(finish, 200);
-      const worker = this.#worker;
-      const pending = this.#pending;
-      function finish() {
-        clearTimeout(timer);
-        worker.terminate();
-        for (const [id, done] of pending) {
-          done({ kind: "error", id, code: "EBADF", message: "channel closed" });
-        }
-        pending.clear();
-        resolve();
-      }
-      this.#onClosed = finish;
-      this.#worker.postMessage({ kind: "close" } satisfies WorkerRequest);
-    });
-  }
-}
+import type { WorkerReply } from "./channel_worker.ts";
 
 /** The helper's session with the agent. */
 class Session {
   readonly #ops: Ops;
   readonly #channels = new Map<number, Channel>();
   #nextChannel = 1;
+  /** Requests seen so far (Init must be the first). */
+  #requests = 0;
+  /** What Init fixed; undefined until then. */
+  #init: { fsfreezeHook: string | null; channel: ChannelOpenRequest | null } | undefined;
 
   constructor(ops: Ops) {
     this.#ops = ops;
@@ -140,11 +91,65 @@ class Session {
     return [n, ch];
   }
 
+  /** Init: accepted once, as the first request; fixes the hook and the channel. */
+  #initialise(payload: Uint8Array, first: boolean): void {
+    if (!first || this.#init) {
+      throw new OpError("EPERM", "helper refused init: only the first request may be Init");
+    }
+    const req = parseJsonPayload(payload) as Partial<InitRequest> | null;
+    const fsfreezeHook = checkHookPath(req?.fsfreezeHook);
+    let channel: ChannelOpenRequest | null = null;
+    if (req?.channel !== null && req?.channel !== undefined) {
+      const { path, mode } = req.channel as Partial<ChannelOpenRequest>;
+      if (mode !== "virtio-serial" && mode !== "isa-serial") {
+        throw new OpError("EINVAL", `helper refused init: unknown mode ${JSON.stringify(mode)}`);
+      }
+      // Checked now so a bad name fails at start; checked again at each open.
+      if (!this.#ops.match("/dev/pts/0", "channel")) {
+        this.#ops.checkChannelName("init", path);
+      }
+      channel = { path: path as string, mode };
+    }
+    this.#init = { fsfreezeHook, channel };
+  }
+
+  async #run(payload: Uint8Array): Promise<RunReply> {
+    const req = parseJsonPayload(payload) as { program?: unknown } | null;
+    const program = req?.program;
+    const table = program === "fsfreeze" || program === "fstrim"
+      ? mountPoints(await Deno.readTextFile("/proc/self/mountinfo"))
+      : new Set<string>();
+    const inv = invocation(req, {
+      fsfreezeHook: this.#init?.fsfreezeHook ?? null,
+      isMountPoint: (p) => table.has(p),
+    });
+    try {
+      const r = await run(inv);
+      return { code: r.code, signal: r.signal, output: r.output.toBase64() };
+    } catch (e) {
+      return { spawnError: errnoName(e), message: String((e as Error)?.message ?? e) };
+    }
+  }
+
   /** Handles one request; always sends exactly one reply. */
   async handle(f: Frame): Promise<void> {
     const ops = this.#ops;
+    const first = this.#requests++ === 0;
     try {
       switch (f.type) {
+        case Op.Init:
+          this.#initialise(f.payload, first);
+          return this.send(Reply.Ok, f.id);
+        case Op.Run:
+          return this.send(Reply.Json, f.id, jsonPayload(await this.#run(f.payload)));
+        case Op.AuthorizedKeys:
+          return this.send(
+            Reply.Json,
+            f.id,
+            jsonPayload(authorizedKeys(parseJsonPayload(f.payload), { passwd: "/etc/passwd" })),
+          );
+        case Op.NetSnapshot:
+          return this.send(Reply.Json, f.id, jsonPayload(await netSnapshot(LIVE)));
         case Op.ReadFile:
           return this.send(Reply.Data, f.id, await ops.readFile(textPayload(f.payload)));
         case Op.ReadDir:
@@ -183,7 +188,16 @@ class Session {
               `helper refused channel open: unknown mode ${JSON.stringify(mode)}`,
             );
           }
-          const device = await ops.channelPath(req?.path as string);
+          const named = this.#init?.channel;
+          if (!named || named.path !== req?.path || named.mode !== mode) {
+            throw new OpError(
+              "EPERM",
+              `helper refused channel open of ${
+                JSON.stringify(String(req?.path).slice(0, 200))
+              }: not the channel named at start`,
+            );
+          }
+          const device = await ops.channelPath(named.path);
           if (this.#channels.size >= MAX_CHANNELS) {
             throw new OpError("EMFILE", "helper refused channel open: too many open channels");
           }

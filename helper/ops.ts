@@ -174,10 +174,16 @@ export function checkShape(op: string, path: unknown): string {
   return path;
 }
 
+/** The errno name of an error Deno or node:fs threw ("EIO" when it has none). */
+export function errnoName(e: unknown): string {
+  const c = (e as { code?: unknown })?.code;
+  return typeof c === "string" && /^E[A-Z0-9]+$/.test(c) ? c : "EIO";
+}
+
 function errorOf(e: unknown, op: string, path: string): OpError {
   if (e instanceof OpError) return e;
-  const err = e as { code?: unknown; name?: string; message?: string };
-  const code = typeof err?.code === "string" && /^E[A-Z0-9]+$/.test(err.code) ? err.code : "EIO";
+  const err = e as { message?: string };
+  const code = errnoName(e);
   return new OpError(code, `${op} ${JSON.stringify(path)}: ${err?.message ?? String(e)}`);
 }
 
@@ -421,6 +427,13 @@ export class Ops {
     } catch (e) {
       throw errorOf(e, "write", path);
     }
+  }
+
+  /** Checks a channel device name as requested (before any symlink is resolved). */
+  checkChannelName(op: string, path: unknown): string {
+    checkShape(`channel ${op}`, path);
+    this.#require(`channel ${op}`, path as string, "channel", "requested");
+    return path as string;
   }
 
   /** Resolves and checks a channel device; returns the canonical device path. */

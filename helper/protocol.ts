@@ -29,6 +29,10 @@
  * | ChannelRead    | u32 channel, u32 max bytes                   | Data (≥1 byte) or Eof   |
  * | ChannelWrite   | u32 channel, then the bytes                  | Ok (all bytes written)  |
  * | ChannelClose   | u32 channel                                  | Ok                      |
+ * | Init           | Json {@link InitRequest} (first request only) | Ok                     |
+ * | Run            | Json ProgramRequest (helper/programs.ts)     | Json: {@link RunReply}  |
+ * | AuthorizedKeys | Json AuthKeysRequest (helper/authorized_keys.ts) | Json: AuthKeysReply |
+ * | NetSnapshot    | (empty)                                      | Json: NetSnapshot (helper/net.ts) |
  *
  * Any request may instead get an Error reply: Json {@link WireError}.
  * Channel bytes travel raw in Data and ChannelWrite payloads (no base64).
@@ -49,6 +53,10 @@ export const Op = {
   ChannelRead: 9,
   ChannelWrite: 10,
   ChannelClose: 11,
+  Init: 12,
+  Run: 13,
+  AuthorizedKeys: 14,
+  NetSnapshot: 15,
 } as const;
 
 /** A request type. */
@@ -136,6 +144,27 @@ export interface ChannelOpenReply {
   /** The device actually opened (after resolving symlinks). */
   device: string;
 }
+
+/**
+ * Payload of Init: what is fixed for the helper's whole life, sent by the agent
+ * as its first request, before it reads anything from the host. The agent then
+ * gives up its permission to start the launcher again (system/helper_client.ts),
+ * so a compromised agent can neither re-initialise this helper nor start another.
+ */
+export interface InitRequest {
+  /** The fsfreeze hook (`-F`), run with `freeze` or `thaw`; null for none. */
+  fsfreezeHook: string | null;
+  /** The one channel device the helper may open; null for none (a socket method). */
+  channel: ChannelOpenRequest | null;
+}
+
+/**
+ * Reply to Run: how the program ended and its stdout and stderr, merged in arrival
+ * order (base64), or why it could not be started (errno name and text).
+ */
+export type RunReply =
+  | { code: number | null; signal: string | null; output: string }
+  | { spawnError: string; message: string };
 
 /** Payload of an Error reply: errno name plus a message naming the op and path. */
 export interface WireError {

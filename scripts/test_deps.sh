@@ -1,7 +1,7 @@
 #!/bin/sh
 # Makes sure the tools the test suite drives are installed: the reference qemu-ga
-# (differential tests), socat, and QEMU with a kernel and busybox (end-to-end
-# tests in a real guest). Installs them with apt-get when run as root; otherwise
+# (differential tests), socat, strace and useradd (attack tests), and QEMU with a
+# kernel and busybox (end-to-end tests in a real guest). Installs them with apt-get when run as root; otherwise
 # says what to install. Missing tools make the tests that need them fail.
 set -u
 missing=""
@@ -14,6 +14,8 @@ need /sbin/mkfs.ext4 e2fsprogs
 need /usr/sbin/fsfreeze util-linux
 need /usr/bin/systemd-analyze systemd
 need /usr/sbin/ip iproute2
+need /usr/bin/strace strace
+need /usr/sbin/useradd passwd
 ls /boot/vmlinuz-* >/dev/null 2>&1 || missing="$missing linux-image-amd64"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

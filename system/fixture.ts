@@ -7,7 +7,14 @@
  */
 
 import { join } from "node:path";
+import { authorizedKeys } from "../helper/authorized_keys.ts";
+import { type NetAddress, netSnapshot } from "../helper/net.ts";
 import {
+  type AuthKeysReply,
+  type AuthKeysRequest,
+  type NetSnapshot,
+  type ProgramRequest,
+  type ProgramResult,
   type SysDirEntry,
   SysError,
   type SysStatfs,
@@ -19,16 +26,23 @@ import {
 export interface FixtureOptions {
   /** statvfs answers by mount point; missing ones fail with ENOENT. */
   statfs?: Record<string, SysStatfs>;
+  /**
+   * Answers runProgram (tests script the programs: nothing is ever run). Without
+   * it every program fails to start with ENOENT.
+   */
+  run?: (req: ProgramRequest) => ProgramResult | Promise<ProgramResult>;
 }
 
 /** SystemAccess over a directory tree standing in for `/`. */
 export class FixtureSystem implements SystemAccess {
   readonly #root: string;
   readonly #statfs: Record<string, SysStatfs>;
+  readonly #run: FixtureOptions["run"];
 
   constructor(root: string, options: FixtureOptions = {}) {
     this.#root = root;
     this.#statfs = options.statfs ?? {};
+    this.#run = options.run;
   }
 
   #p(path: string): string {
@@ -119,6 +133,45 @@ export class FixtureSystem implements SystemAccess {
 
   writeFile(path: string, data: string): Promise<void> {
     return this.#wrap(() => Deno.writeTextFile(this.#p(path), data));
+  }
+
+  async runProgram(req: ProgramRequest): Promise<ProgramResult> {
+    if (!this.#run) {
+      throw new SysError("ENOENT", "No such file or directory", "fixture: no programs");
+    }
+    return await this.#run(req);
+  }
+
+  /**
+   * The helper's own authorized_keys code (helper/authorized_keys.ts) on the
+   * fixture's etc/passwd; the home directories are the paths that passwd names,
+   * so a test's passwd decides which (temporary) directories are touched.
+   */
+  authorizedKeys(req: AuthKeysRequest): Promise<AuthKeysReply> {
+    return this.#wrap(() =>
+      Promise.resolve(authorizedKeys(req, { passwd: this.#p("/etc/passwd") }))
+    );
+  }
+
+  /**
+   * The helper's snapshot code (helper/net.ts) over the tree; the addresses come
+   * from `network_interfaces.json` at its root (Deno.networkInterfaces() captured
+   * on the same guest), none when absent.
+   */
+  netSnapshot(): Promise<NetSnapshot> {
+    return netSnapshot({
+      readDir: async (path) => (await this.readDir(path)).map((e) => e.name),
+      readText: (path) => this.readTextFile(path),
+      addresses: () => {
+        try {
+          return JSON.parse(
+            Deno.readTextFileSync(join(this.#root, "network_interfaces.json")),
+          ) as NetAddress[];
+        } catch {
+          return [];
+        }
+      },
+    });
   }
 
   statfs(path: string): Promise<SysStatfs> {

@@ -4,11 +4,17 @@
  * read waiting for the host never holds up a /proc read.
  *
  * The agent needs exactly one extra grant for this:
- * `--allow-run=<absolute path of helper/qga-helper>`.
+ * `--allow-run=<absolute path of helper/qga-helper>`, and uses it once:
+ * {@link startHelper} sends Init (the fsfreeze hook and channel, fixed for the
+ * helper's life) and then revokes the grant, so code that later takes over the
+ * agent can neither start a second helper nor re-initialise this one.
  *
  * @module
  */
 
+import type { ProgramRequest } from "../helper/programs.ts";
+import type { AuthKeysReply, AuthKeysRequest } from "../helper/authorized_keys.ts";
+import type { NetSnapshot } from "../helper/net.ts";
 import {
   type ChannelMode,
   type ChannelOpenReply,
@@ -17,6 +23,7 @@ import {
   channelWritePayload,
   encodeFrame,
   FrameDecoder,
+  type InitRequest,
   jsonPayload,
   MAX_CHANNEL_READ,
   MAX_REPLY_PAYLOAD,
@@ -24,12 +31,13 @@ import {
   Op,
   parseJsonPayload,
   Reply,
+  type RunReply,
   textPayload,
   type WireDirEntry,
   type WireError,
   type WireStatfs,
 } from "../helper/protocol.ts";
-import { strerror, SysError } from "./mod.ts";
+import { type ProgramResult, strerror, SysError } from "./mod.ts";
 
 /** A reply frame as the client sees it. */
 interface ReplyFrame {
@@ -171,7 +179,37 @@ export class HelperClient {
     await this.#expect(Op.WriteFile, jsonPayload({ path, data }), Reply.Ok);
   }
 
-  /** Opens a channel device through the helper (raw mode for isa-serial). */
+  /** Init: the fsfreeze hook and the channel, fixed for the helper's life (first request only). */
+  async init(req: InitRequest): Promise<void> {
+    await this.#expect(Op.Init, jsonPayload(req), Reply.Ok);
+  }
+
+  /** Runs one of the helper's fixed programs; SysError with the errno when it cannot start. */
+  async runProgram(req: ProgramRequest): Promise<ProgramResult> {
+    const r = parseJsonPayload(
+      await this.#expect(Op.Run, jsonPayload(req), Reply.Json),
+    ) as RunReply;
+    if ("spawnError" in r) {
+      throw new SysError(r.spawnError, strerror(r.spawnError), r.message);
+    }
+    return { code: r.code, signal: r.signal, output: Uint8Array.fromBase64(r.output) };
+  }
+
+  /** One authorized_keys operation. */
+  async authorizedKeys(req: AuthKeysRequest): Promise<AuthKeysReply> {
+    return parseJsonPayload(
+      await this.#expect(Op.AuthorizedKeys, jsonPayload(req), Reply.Json),
+    ) as AuthKeysReply;
+  }
+
+  /** The network snapshot (links, addresses, /proc/net/dev). */
+  async netSnapshot(): Promise<NetSnapshot> {
+    return parseJsonPayload(
+      await this.#expect(Op.NetSnapshot, new Uint8Array(), Reply.Json),
+    ) as NetSnapshot;
+  }
+
+  /** Opens the channel device named in Init (raw mode for isa-serial). */
   async openChannel(path: string, mode: ChannelMode): Promise<HelperChannel> {
     const reply = parseJsonPayload(
       await this.#expect(Op.ChannelOpen, jsonPayload({ path, mode }), Reply.Json),
@@ -255,8 +293,11 @@ function errorOf(payload: Uint8Array): SysError {
 
 /**
  * Starts the helper launcher at `path` (stdin/stdout piped, stderr inherited,
- * an empty environment). Resolves once the helper answered a first request,
- * so a launcher that cannot start is reported here and not at first use.
+ * an empty environment), sends Init, and gives up the permission to run the
+ * launcher again when the grant names programs (under an unrestricted
+ * `--allow-run` there is nothing to give up: any program may run anyway).
+ * Resolves once the helper answered, so a launcher that cannot start is
+ * reported here and not at first use.
  *
  * @example
  * ```ts
@@ -265,7 +306,10 @@ function errorOf(payload: Uint8Array): SysError {
  * await helper.close();
  * ```
  */
-export async function startHelper(path: string): Promise<HelperClient> {
+export async function startHelper(
+  path: string,
+  init: InitRequest = { fsfreezeHook: null, channel: null },
+): Promise<HelperClient> {
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(path, {
@@ -282,8 +326,10 @@ export async function startHelper(path: string): Promise<HelperClient> {
       `cannot start ${path}: ${(e as Error).message}`,
     );
   }
+  giveUpLauncher(path);
   const client = new HelperClient(child);
   try {
+    await client.init(init);
     // A cheap round trip proves the helper runs and speaks the protocol.
     await client.exists("/sys");
   } catch (e) {
@@ -295,6 +341,16 @@ export async function startHelper(path: string): Promise<HelperClient> {
     );
   }
   return client;
+}
+
+/** Revokes `--allow-run=<launcher>` when the run grant is a list (no-op when unrestricted). */
+function giveUpLauncher(path: string): void {
+  try {
+    if (Deno.permissions.querySync({ name: "run" }).state === "granted") return;
+    Deno.permissions.revokeSync({ name: "run", command: path });
+  } catch {
+    // Nothing granted to give up.
+  }
 }
 
 function codeOf(e: unknown): string {

@@ -15,6 +15,21 @@
  * @module
  */
 
+import type { ProgramRequest } from "../helper/programs.ts";
+import type { AuthKeysReply, AuthKeysRequest } from "../helper/authorized_keys.ts";
+import type { NetSnapshot } from "../helper/net.ts";
+
+export type { AuthKeysReply, AuthKeysRequest, NetSnapshot, ProgramRequest };
+
+/** How a program the helper ran ended (qemu-ga's ga_run_command, §4.6). */
+export interface ProgramResult {
+  /** Exit code, or null when killed by a signal. */
+  code: number | null;
+  signal: string | null;
+  /** stdout and stderr, merged in arrival order. */
+  output: Uint8Array;
+}
+
 /** One directory entry, in the kernel's readdir order (never sorted). */
 export interface SysDirEntry {
   name: string;
@@ -50,6 +65,16 @@ export interface SystemAccess {
   writeFile(path: string, data: string): Promise<void>;
   /** statvfs(3) of a mount point. */
   statfs(path: string): Promise<SysStatfs>;
+  /**
+   * Runs one of the helper's fixed programs (helper/programs.ts). Throws
+   * SysError with the spawn errno when the program cannot be started, and EPERM
+   * ("helper refused ...") when the request is not one of the templates.
+   */
+  runProgram(req: ProgramRequest): Promise<ProgramResult>;
+  /** One ~/.ssh/authorized_keys operation (helper/authorized_keys.ts). */
+  authorizedKeys(req: AuthKeysRequest): Promise<AuthKeysReply>;
+  /** The links, addresses and counters behind guest-network-get-interfaces (helper/net.ts). */
+  netSnapshot(): Promise<NetSnapshot>;
 }
 
 /** An operating-system error with the C library's errno name and text. */
@@ -99,6 +124,7 @@ const STRERROR: Record<string, string> = {
   EXDEV: "Invalid cross-device link",
   E2BIG: "Argument list too long",
   ENFILE: "Too many open files in system",
+  EMLINK: "Too many links",
 };
 
 /** strerror(3) text for an errno name; the name itself when unknown. */

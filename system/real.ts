@@ -12,6 +12,11 @@ import { posix } from "node:path";
 import { statfs as nodeStatfs } from "node:fs/promises";
 import type { HelperClient } from "./helper_client.ts";
 import {
+  type AuthKeysReply,
+  type AuthKeysRequest,
+  type NetSnapshot,
+  type ProgramRequest,
+  type ProgramResult,
   type SysDirEntry,
   SysError,
   type SysStatfs,
@@ -47,7 +52,7 @@ function noHelper(op: string, path: string): SysError {
   return new SysError(
     "EPERM",
     "Operation not permitted",
-    `${op} ${JSON.stringify(path)}: the privileged helper is not running`,
+    `${op}${path ? ` ${JSON.stringify(path)}` : ""}: the privileged helper is not running`,
   );
 }
 
@@ -122,6 +127,23 @@ class RealSystem implements SystemAccess {
     return wrap(() =>
       this.#via("write", path)?.writeFile(path, data) ?? Deno.writeTextFile(path, data)
     );
+  }
+
+  #helperFor(op: string): HelperClient {
+    if (!this.#helper) throw noHelper(op, "");
+    return this.#helper;
+  }
+
+  runProgram(req: ProgramRequest): Promise<ProgramResult> {
+    return wrap(() => this.#helperFor("run").runProgram(req));
+  }
+
+  authorizedKeys(req: AuthKeysRequest): Promise<AuthKeysReply> {
+    return wrap(() => this.#helperFor("authorized keys").authorizedKeys(req));
+  }
+
+  netSnapshot(): Promise<NetSnapshot> {
+    return wrap(() => this.#helperFor("network snapshot").netSnapshot());
   }
 
   statfs(path: string): Promise<SysStatfs> {

@@ -518,6 +518,19 @@ async function servesHost(r: Report, group: string, host: Host, what: string): P
     typeof member(info.reply?.ret, "version") === "string",
     excerpt(info.why, 60),
   );
+  const cmds = member(info.reply?.ret, "supported_commands");
+  const list = Array.isArray(cmds) ? cmds : [];
+  const off = list.filter((c) => member(c, "enabled") !== true).map((c) => member(c, "name"));
+  r.check(
+    group,
+    `${what}: guest-info lists all 43 commands enabled (no env or sys grant is missed)`,
+    list.length === 43 && off.length === 0,
+    `${list.length} commands; disabled: ${off.join(", ")}`,
+  );
+  for (const cmd of ["guest-get-osinfo", "guest-get-timezone", "guest-network-get-interfaces"]) {
+    const res = await host.cmd(cmd);
+    r.check(group, `${what}: ${cmd} answers`, res.reply?.ret !== undefined, excerpt(res.why, 80));
+  }
   const hn = await host.cmd("guest-get-host-name");
   r.check(
     group,

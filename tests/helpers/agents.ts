@@ -27,6 +27,9 @@ export interface StartOptions {
   env?: Readonly<Record<string, string>>;
   /** Files created in the temp dir before start (name relative to the dir → content). */
   files?: Readonly<Record<string, string>>;
+  /** deno-qga's command line: least privilege (default) or the card's (see denoQgaArgv);
+   * `QGA_TEST_LINE=card` in the environment makes "card" the default. */
+  line?: "least" | "card";
 }
 
 /** A running agent. */
@@ -147,9 +150,31 @@ function childEnv(extra: Readonly<Record<string, string>> | undefined): Record<s
  * The deno-qga argv: the line `main.ts --print-permissions` prints when the agent supports
  * it, else the documented fallback (never --allow-all). Relative `.ts` paths in the printed
  * line are resolved against the repository root, and argv[0] is replaced by the repo's deno.
+ *
+ * With `QGA_TEST_LINE=card` in the environment, the card's line instead:
+ * `deno run --allow-read --allow-write --allow-run main.ts`, plus the one grant a unix
+ * socket needs (`--allow-net=unix:SOCKET`), so a suite can run under both lines.
  */
-async function denoQgaArgv(agentArgs: string[]): Promise<{ argv: string[]; note: string }> {
+async function denoQgaArgv(
+  agentArgs: string[],
+  line: "least" | "card" | undefined,
+): Promise<{ argv: string[]; note: string }> {
   const socket = agentArgs[agentArgs.indexOf("-p") + 1]!;
+  if ((line ?? (Deno.env.get("QGA_TEST_LINE") === "card" ? "card" : "least")) === "card") {
+    return {
+      argv: [
+        DENO,
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-run",
+        `--allow-net=unix:${socket}`,
+        MAIN,
+        ...agentArgs,
+      ],
+      note: "the card's line (QGA_TEST_LINE=card)",
+    };
+  }
   let note: string;
   try {
     const out = await new Deno.Command(DENO, {
@@ -262,6 +287,7 @@ export async function startAgent(
       options.extraArgs?.some((a) => a.startsWith("--exec-programs"))
         ? agentArgs
         : [...agentArgs, `--exec-programs=${EXEC_PROGRAMS.join(",")}`],
+      options.line,
     );
 
   const child = new Deno.Command(argv[0]!, {

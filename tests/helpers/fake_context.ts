@@ -2,13 +2,17 @@
  * A Context for unit tests of command handlers: a fixture SystemAccess, an
  * in-memory handle counter and frozen flag, a recording logger and a scripted
  * `run` so no test spawns shutdown, chpasswd or fsfreeze on the test machine.
+ * The helper programs a command asks for (ctx.sys.runProgram) are turned into
+ * the argv and stdin the helper would run (helper/programs.ts `invocation`, the
+ * helper's own code) and handed to `run`.
  *
  * @module
  */
 
 import type { Context, Logger, RegistryEntry, RunResult } from "../../commands/types.ts";
 import type { AgentOptions } from "../../agent/options.ts";
-import type { SystemAccess } from "../../system/mod.ts";
+import type { ProgramRequest, SystemAccess } from "../../system/mod.ts";
+import { invocation } from "../../helper/programs.ts";
 import {
   type AgentEnvironment,
   type AgentEnvName,
@@ -19,7 +23,7 @@ import {
 export interface FakeContextOptions {
   sys?: SystemAccess;
   options?: Partial<AgentOptions>;
-  /** Answers ctx.run; records nothing on its own (see `runs`). */
+  /** Answers ctx.sys.runProgram with the argv the helper would run (see `runs`). */
   run?: (argv: string[], input?: Uint8Array) => RunResult | Promise<RunResult>;
   registry?: RegistryEntry[];
   /** The agent's environment variables; default: the test process's own, read when asked. */
@@ -43,7 +47,7 @@ const LIVE_ENV: AgentEnvironment = {
 
 /** A fake Context plus what the test may inspect. */
 export interface FakeContext extends Context {
-  /** Every ctx.run call, in order. */
+  /** Every program run through ctx.sys.runProgram, as argv (and stdin), in order. */
   readonly runs: { argv: string[]; input?: Uint8Array }[];
   /** Every log line, in order. */
   readonly logs: { level: string; msg: string; fields?: Record<string, unknown> }[];
@@ -97,9 +101,28 @@ export function fakeContext(o: FakeContextOptions = {}): FakeContext {
     warn: mk("warn"),
     error: mk("error"),
   };
+  const options = testOptions(o.options);
+  const base = o.sys ?? NO_SYS;
+  const runProgram = async (req: ProgramRequest) => {
+    const inv = invocation(req, {
+      fsfreezeHook: options.fsfreezeHook ?? null,
+      isMountPoint: () => true,
+    });
+    const argv = [...inv.argv];
+    runs.push(inv.stdin ? { argv, input: inv.stdin } : { argv });
+    if (!o.run) throw new Error(`fake context: unexpected run of ${argv.join(" ")}`);
+    return await o.run(argv, inv.stdin);
+  };
+  const sys = new Proxy(base, {
+    get(target, prop, receiver) {
+      if (prop === "runProgram") return runProgram;
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
   const ctx: FakeContext = {
-    sys: o.sys ?? NO_SYS,
-    options: testOptions(o.options),
+    sys,
+    options,
     env: o.env ? fixedEnvironment(o.env) : LIVE_ENV,
     log,
     version: "10.2.2",
@@ -123,11 +146,6 @@ export function fakeContext(o: FakeContextOptions = {}): FakeContext {
     },
     allocateHandle() {
       return Promise.resolve(next++);
-    },
-    async run(argv, opts) {
-      runs.push(opts?.input ? { argv, input: opts.input } : { argv });
-      if (!o.run) throw new Error(`fake context: unexpected run of ${argv.join(" ")}`);
-      return await o.run(argv, opts?.input);
     },
   };
   return ctx;

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { findPasswdEntry } from "../../helper/authorized_keys.ts";
 import {
   CHPASSWD_PATH,
-  findPasswdEntry,
   guestSetUserPassword,
   guestSshAddAuthorizedKeys,
   guestSshGetAuthorizedKeys,

@@ -165,26 +165,30 @@ Deno.test("the helper refuses '..', '.', empty segments, relative paths and NUL"
 
 Deno.test("the helper refuses a symlink that resolves outside the allowlist", async () => {
   const dir = await Deno.makeTempDir();
-  // A test-mode helper accepts channel paths through any symlink, but only when
-  // the target is a pty: the check after resolving symlinks is what refuses these.
-  const h = new Raw([], {}, testHelperCommand());
   try {
     await Deno.symlink("/etc/shadow", `${dir}/shadow`);
     await Deno.symlink("/dev/null", `${dir}/null`);
     for (const [link, target] of [["shadow", "/etc/shadow"], ["null", "/dev/null"]]) {
-      const e = errorOf(
-        await h.ask(Op.ChannelOpen, jsonPayload({ path: `${dir}/${link}`, mode: "isa-serial" })),
-      );
-      assert.equal(e.code, "EPERM");
-      assert.ok(e.message.includes(`"${target}" (after resolving symlinks)`), e.message);
+      // A test-mode helper accepts channel paths through any symlink, but only when
+      // the target is a pty: the check after resolving symlinks is what refuses these.
+      const h = new Raw([], {}, testHelperCommand());
+      try {
+        const channel = { path: `${dir}/${link}`, mode: "isa-serial" };
+        const init = await h.ask(Op.Init, jsonPayload({ fsfreezeHook: null, channel }));
+        assert.equal(init.type, Reply.Ok);
+        const e = errorOf(await h.ask(Op.ChannelOpen, jsonPayload(channel)));
+        assert.equal(e.code, "EPERM");
+        assert.ok(e.message.includes(`"${target}" (after resolving symlinks)`), e.message);
+        // /sys/class/net/lo is a symlink that stays inside the allowlist.
+        const ok = await h.ask(Op.RealPath, "/sys/class/net/lo");
+        assert.equal(textPayload(ok.payload), "/sys/devices/virtual/net/lo");
+        // /dev/stdin resolves into /proc/self/fd: refused before and after resolving.
+        assert.equal(errorOf(await h.ask(Op.RealPath, "/dev/stdin")).code, "EPERM");
+      } finally {
+        await h.close();
+      }
     }
-    // /sys/class/net/lo is a symlink that stays inside the allowlist.
-    const ok = await h.ask(Op.RealPath, "/sys/class/net/lo");
-    assert.equal(textPayload(ok.payload), "/sys/devices/virtual/net/lo");
-    // /dev/stdin resolves into /proc/self/fd: refused before and after resolving.
-    assert.equal(errorOf(await h.ask(Op.RealPath, "/dev/stdin")).code, "EPERM");
   } finally {
-    await h.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -261,11 +265,13 @@ Deno.test("the launcher ignores its arguments and environment", async () => {
     DENO_V8_FLAGS: "--bogus",
   });
   try {
-    const e = errorOf(
-      await h.ask(Op.ChannelOpen, jsonPayload({ path: "/dev/pts/0", mode: "isa-serial" })),
-    );
+    const channel = { path: "/dev/pts/0", mode: "isa-serial" };
+    const e = errorOf(await h.ask(Op.Init, jsonPayload({ fsfreezeHook: null, channel })));
     assert.equal(e.code, "EPERM");
-    assert.match(e.message, /channel open of "\/dev\/pts\/0": not in the allowlist/);
+    assert.match(e.message, /channel init of "\/dev\/pts\/0": not in the allowlist/);
+    const e1 = errorOf(await h.ask(Op.ChannelOpen, jsonPayload(channel)));
+    assert.equal(e1.code, "EPERM");
+    assert.match(e1.message, /not the channel named at start/);
     const e2 = errorOf(
       await h.ask(Op.ChannelOpen, jsonPayload({ path: "/dev/ttyS0", mode: "telnet" })),
     );

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { FixtureSystem } from "../../system/fixture.ts";
-import { type SysDirEntry, SysError, type SystemAccess } from "../../system/mod.ts";
+import {
+  type NetSnapshot,
+  type SysDirEntry,
+  SysError,
+  type SystemAccess,
+} from "../../system/mod.ts";
+import { netSnapshot } from "../../helper/net.ts";
 import { successReply } from "../../schema/json_writer.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 import {
@@ -34,6 +40,15 @@ function captured(): FixtureSystem {
   })(ROOT);
 }
 
+/** The helper's snapshot (helper/net.ts) over `sys`, with these addresses. */
+function snapOf(sys: SystemAccess, addrs: InterfaceAddress[]): Promise<NetSnapshot> {
+  return netSnapshot({
+    readDir: async (p) => (await sys.readDir(p)).map((e) => e.name),
+    readText: (p) => sys.readTextFile(p),
+    addresses: () => addrs,
+  });
+}
+
 function capturedAddresses(): InterfaceAddress[] {
   return JSON.parse(Deno.readTextFileSync(`${ROOT}network_interfaces.json`));
 }
@@ -55,7 +70,7 @@ Deno.test("guest-network-get-interfaces on the captured guest equals qemu-ga's r
   const sys = captured();
   const ours = JSON.parse(
     successReply(
-      await getInterfaces(sys, capturedAddresses()),
+      getInterfaces(await snapOf(sys, capturedAddresses())),
       guestNetworkGetInterfaces.returns,
       undefined,
     ),
@@ -77,7 +92,7 @@ Deno.test("guest-network-get-interfaces on the captured guest equals qemu-ga's r
 });
 
 Deno.test("interfaces come in ifindex order, and those without addresses have only a MAC", async () => {
-  const list = await getInterfaces(captured(), capturedAddresses());
+  const list = getInterfaces(await snapOf(captured(), capturedAddresses()));
   assert.deepEqual(list.map((i) => i.name), ["lo", "ifb0", "ifb1", "eth0"]);
   assert.deepEqual(list[1], { name: "ifb0", "hardware-address": "62:3b:d5:9e:a9:c9" });
   assert.equal(list[0]!["hardware-address"], "00:00:00:00:00:00");
@@ -88,7 +103,7 @@ Deno.test("an IPv4 alias label is its own interface with its base's MAC and no c
     ...capturedAddresses(),
     { family: "IPv4", name: "eth0:1", address: "192.0.2.77", netmask: "255.255.255.128" },
   ];
-  const list = await getInterfaces(captured(), addrs);
+  const list = getInterfaces(await snapOf(captured(), addrs));
   assert.deepEqual(list.at(-1), {
     name: "eth0:1",
     "hardware-address": "02:fc:00:00:00:01",
@@ -106,13 +121,16 @@ Deno.test("a link without a MAC reports zeros, as SIOCGIFHWADDR does", async () 
         ) => (p === "/sys/class/net/ifb0/address" ? Promise.resolve("\n") : t.readTextFile(p))
         : t[prop].bind(t),
   });
-  const list = await getInterfaces(sys, []);
+  const list = getInterfaces(await snapOf(sys, []));
   assert.equal(list.find((i) => i.name === "ifb0")!["hardware-address"], "00:00:00:00:00:00");
 });
 
 Deno.test("an unlistable /sys/class/net is getifaddrs' failure", async () => {
   await assert.rejects(
-    getInterfaces(failing(captured(), "/sys/class/net", "EACCES", "Permission denied"), []),
+    async () =>
+      getInterfaces(
+        await snapOf(failing(captured(), "/sys/class/net", "EACCES", "Permission denied"), []),
+      ),
     {
       message: "getifaddrs failed: Permission denied",
     },
@@ -217,4 +235,26 @@ Deno.test("guest-network-get-route fails when a route file cannot be opened", as
   await assert.rejects(Promise.resolve(guestNetworkGetRoute.handler({}, ctx)), {
     message: 'open("/proc/net/ipv6_route"): No such file or directory',
   });
+});
+
+Deno.test("guest-network-get-interfaces takes one snapshot: the fixture's, addresses from network_interfaces.json", async () => {
+  let snapshots = 0;
+  const base = captured();
+  const sys = new Proxy(base, {
+    get: (t, prop: keyof SystemAccess) => {
+      if (prop === "netSnapshot") {
+        return () => {
+          snapshots++;
+          return t.netSnapshot();
+        };
+      }
+      if (prop === "readFile" || prop === "readTextFile" || prop === "readDir") {
+        return () => Promise.reject(new Error(`the handler read ${String(prop)} itself`));
+      }
+      return t[prop].bind(t);
+    },
+  });
+  const list = await guestNetworkGetInterfaces.handler({}, fakeContext({ sys }));
+  assert.equal(snapshots, 1);
+  assert.deepEqual(list, getInterfaces(await snapOf(captured(), capturedAddresses())));
 });

@@ -137,8 +137,18 @@ Deno.test("a sandbox refusal to run the program is an error, not a reason to fal
   assert.equal(ctx.runs.length, 1);
 });
 
-Deno.test("guest-shutdown declares the four programs it may run", () => {
+Deno.test("guest-shutdown runs its programs through the helper and asks the agent's sandbox for none", () => {
   const needs = guestShutdown.needs;
   assert.ok(typeof needs === "object");
-  assert.deepEqual(needs.run, ALL);
+  assert.equal(needs.run, undefined);
+  assert.deepEqual(needs.helper, ["run"]);
+});
+
+Deno.test("the helper's templates are the four programs guest-shutdown may run", async () => {
+  const ctx = fakeContext({ run: () => SUCCESS });
+  for (const mode of ["powerdown", "halt", "reboot"] as const) {
+    await ctx.sys.runProgram({ program: "power-program", mode });
+    await ctx.sys.runProgram({ program: "shutdown", mode });
+  }
+  assert.deepEqual([...new Set(ctx.runs.map((r) => r.argv[0]))].sort(), [...ALL].sort());
 });

@@ -36,11 +36,20 @@ Deno.test("runGaCommand turns failures into ga_run_command's texts", async () =>
   ];
   for (const [ctx, desc] of cases) {
     await assert.rejects(
-      () => runGaCommand(ctx, ["/usr/sbin/chpasswd"], "set user password"),
+      () =>
+        runGaCommand(
+          ctx,
+          { program: "chpasswd", crypted: false, username: "u", password: "cHc=" },
+          "set user password",
+        ),
       qgaError(desc),
     );
   }
   const ok = fakeContext({ run: () => ({ code: 0, signal: null, output: new Uint8Array() }) });
-  await runGaCommand(ok, ["/sbin/hwclock", "-s"], "set hardware clock to system time");
+  await runGaCommand(
+    ok,
+    { program: "hwclock", direction: "from-hardware" },
+    "set hardware clock to system time",
+  );
   assert.deepEqual(ok.runs, [{ argv: ["/sbin/hwclock", "-s"] }]);
 });

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { type AgentOptions, DEFAULTS } from "../../agent/options.ts";
+import { helperInit } from "../../agent/run.ts";
 import { startHelper } from "../../system/helper_client.ts";
 import { createSystemAccess, isSpecialPath } from "../../system/real.ts";
 import { SysError } from "../../system/mod.ts";
@@ -234,11 +235,12 @@ async function withPty(
 
 Deno.test("isa-serial relays bytes both ways, sees the hang-up and reopens with --retry-path", async () => {
   await withPty(async ({ dir, launcher, pty }) => {
-    const helper = await startHelper(launcher);
+    const opts = options(pty.a, { retryPath: true });
+    const helper = await startHelper(launcher, helperInit(opts));
     let transport: Transport | undefined;
     try {
       const logs: string[] = [];
-      transport = await openIsaSerialTransport(options(pty.a, { retryPath: true }), helper, {
+      transport = await openIsaSerialTransport(opts, helper, {
         retryDelayMs: 50,
         log: (_level, m) => logs.push(m),
       });
@@ -301,7 +303,7 @@ Deno.test("isa-serial relays bytes both ways, sees the hang-up and reopens with 
 
 Deno.test("isa-serial puts the tty in raw mode: CR, LF and control bytes pass unchanged", async () => {
   await withPty(async ({ launcher, pty }) => {
-    const helper = await startHelper(launcher);
+    const helper = await startHelper(launcher, helperInit(options(pty.a)));
     const transport = await openIsaSerialTransport(options(pty.a), helper);
     try {
       const conn = await transport.accept();
@@ -322,11 +324,9 @@ Deno.test("isa-serial puts the tty in raw mode: CR, LF and control bytes pass un
 
 Deno.test("virtio-serial over the helper is a device connection and relays both ways", async () => {
   await withPty(async ({ launcher, pty }) => {
-    const helper = await startHelper(launcher);
-    const transport = await openVirtioSerialTransport(
-      options(pty.a, { method: "virtio-serial" }),
-      helper,
-    );
+    const opts = options(pty.a, { method: "virtio-serial" });
+    const helper = await startHelper(launcher, helperInit(opts));
+    const transport = await openVirtioSerialTransport(opts, helper);
     try {
       assert.equal(transport.description, `virtio-serial ${pty.a}`);
       const conn = await transport.accept();
@@ -350,16 +350,23 @@ Deno.test("virtio-serial over the helper is a device connection and relays both 
 Deno.test("a missing channel fails at once without --retry-path and is awaited with it", async () => {
   const dir = await Deno.makeTempDir();
   const launcher = await testLauncher(dir);
-  const helper = await startHelper(launcher);
+  const virtio = options(`${dir}/A`, { method: "virtio-serial" });
+  const first = await startHelper(launcher, helperInit(virtio));
   try {
-    await assert.rejects(openVirtioSerialTransport(options(`${dir}/A`), helper), (e: unknown) => {
+    await assert.rejects(openVirtioSerialTransport(virtio, first), (e: unknown) => {
       assert.ok(e instanceof SysError);
       assert.equal(e.code, "ENOENT");
       assert.equal(e.message, "No such file or directory");
       return true;
     });
+  } finally {
+    await first.close();
+  }
+  const isa = options(`${dir}/A`, { retryPath: true });
+  const helper = await startHelper(launcher, helperInit(isa));
+  try {
     const logs: string[] = [];
-    const t = await openIsaSerialTransport(options(`${dir}/A`, { retryPath: true }), helper, {
+    const t = await openIsaSerialTransport(isa, helper, {
       retryDelayMs: 50,
       log: (level, m) => logs.push(`${level}: ${m}`),
     });
@@ -387,13 +394,17 @@ Deno.test("a missing channel fails at once without --retry-path and is awaited w
   }
 });
 
-Deno.test("a channel path outside the allowlist is refused by the production helper", async () => {
-  const helper = await startHelper(LAUNCHER);
+Deno.test("the production helper refuses a channel outside the allowlist at start, and any channel but the one named", async () => {
+  await assert.rejects(
+    startHelper(LAUNCHER, helperInit(options("/etc/passwd"))),
+    /did not start: helper refused channel init of "\/etc\/passwd": not in the allowlist/,
+  );
+  const helper = await startHelper(LAUNCHER, helperInit(options("/dev/ttyS0")));
   try {
     await assert.rejects(openIsaSerialTransport(options("/etc/passwd"), helper), (e: unknown) => {
       assert.ok(e instanceof SysError);
       assert.equal(e.code, "EPERM");
-      assert.match(e.message, /refused channel open of "\/etc\/passwd"/);
+      assert.match(e.message, /refused channel open of "\/etc\/passwd": not the channel named/);
       return true;
     });
   } finally {

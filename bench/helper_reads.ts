@@ -3,7 +3,7 @@
  * through the long-lived helper, compared with reading it in-process (what an
  * --allow-all agent would do) and with starting a process per read.
  *
- * Run: deno run -A helper/bench.ts [reads=1000]
+ * Run: ./node_modules/.bin/deno run -A bench/helper_reads.ts [reads=1000]
  *
  * @module
  */
@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { startHelper } from "../system/helper_client.ts";
 
 const N = Number(Deno.args[0] ?? 1000);
-const launcher = fileURLToPath(new URL("./qga-helper", import.meta.url));
+const launcher = fileURLToPath(new URL("../helper/qga-helper", import.meta.url));
 
 /** Runs `f` `n` times; each call performs `per` reads. */
 async function time(label: string, n: number, f: () => Promise<unknown>, per = 1): Promise<void> {

@@ -1,0 +1,102 @@
+/**
+ * The network snapshot behind guest-network-get-interfaces, taken in one helper
+ * round trip: the links of /sys/class/net with their ifindex and MAC address
+ * text, the addresses getifaddrs(3) reports (Deno.networkInterfaces(), which
+ * needs --allow-sys in the agent and nothing here), and /proc/net/dev. The agent
+ * orders and formats them (commands/network.ts). Reads only, no input but the
+ * request itself.
+ *
+ * @module
+ */
+
+import { errnoName } from "./ops.ts";
+
+/** One link of /sys/class/net. */
+export interface NetLink {
+  name: string;
+  /** /sys/class/net/NAME/ifindex; null when it could not be read. */
+  ifindex: number | null;
+  /** /sys/class/net/NAME/address as read (trimmed); null when it could not be read. */
+  address: string | null;
+}
+
+/** One address (an AF_INET or AF_INET6 entry of getifaddrs). */
+export interface NetAddress {
+  family: "IPv4" | "IPv6";
+  name: string;
+  address: string;
+  netmask: string;
+}
+
+/** The NetSnapshot reply. */
+export interface NetSnapshot {
+  /** The links in readdir order; null when /sys/class/net could not be listed. */
+  links: NetLink[] | null;
+  /** errno name of the failed listing. */
+  linksError?: string;
+  addresses: NetAddress[];
+  /** /proc/net/dev, or null when unreadable. */
+  netDev: string | null;
+}
+
+/** Where a snapshot is read from (the real system here; a fixture tree in tests). */
+export interface NetSource {
+  readDir(path: string): Promise<string[]>;
+  readText(path: string): Promise<string>;
+  addresses(): NetAddress[];
+}
+
+/** Takes a snapshot from `source`. */
+export async function netSnapshot(source: NetSource): Promise<NetSnapshot> {
+  const addresses = source.addresses();
+  let names: string[] | null = null;
+  let linksError: string | undefined;
+  try {
+    names = await source.readDir("/sys/class/net");
+  } catch (e) {
+    linksError = errnoName(e);
+  }
+  let links: NetLink[] | null = null;
+  if (names) {
+    links = [];
+    for (const name of names) {
+      const read = async (attr: string) => {
+        try {
+          return (await source.readText(`/sys/class/net/${name}/${attr}`)).trim();
+        } catch {
+          return null;
+        }
+      };
+      const index = await read("ifindex");
+      links.push({
+        name,
+        ifindex: index !== null && /^\d+$/.test(index) ? Number(index) : null,
+        address: await read("address"),
+      });
+    }
+  }
+  let netDev: string | null = null;
+  try {
+    netDev = await source.readText("/proc/net/dev");
+  } catch {
+    netDev = null;
+  }
+  return { links, ...(linksError ? { linksError } : {}), addresses, netDev };
+}
+
+/** The live system, as the helper (--allow-all) sees it. */
+export const LIVE: NetSource = {
+  async readDir(path) {
+    const out: string[] = [];
+    for await (const e of Deno.readDir(path)) out.push(e.name);
+    return out;
+  },
+  readText: (path) => Deno.readTextFile(path),
+  addresses: () =>
+    Deno.networkInterfaces().map((i) => ({
+      family: i.family,
+      name: i.name,
+      address: i.address,
+      netmask: i.netmask,
+    })),
+};
