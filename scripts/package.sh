@@ -38,6 +38,7 @@ while [ $# -gt 0 ]; do
   *) die "unknown argument '$1' (try --help)" ;;
   esac
 done
+[ -x node_modules/.bin/deno ] || npm ci --no-audit --no-fund >&2
 for t in dpkg-deb dpkg-shlibdeps; do
   command -v "$t" >/dev/null 2>&1 || die "$t is missing (apt-get install dpkg-dev)"
 done

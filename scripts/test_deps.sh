@@ -13,6 +13,7 @@ need /bin/busybox busybox-static
 need /sbin/mkfs.ext4 e2fsprogs
 need /usr/sbin/fsfreeze util-linux
 need /usr/bin/systemd-analyze systemd
+need /usr/bin/dpkg-shlibdeps dpkg-dev
 ls /boot/vmlinuz-* >/dev/null 2>&1 || missing="$missing linux-image-amd64"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

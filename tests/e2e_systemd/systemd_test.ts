@@ -330,86 +330,94 @@ section udev; udevadm info -q property ${PORT} | grep -E '^(TAGS|SYSTEMD_WANTS)=
       const agentBudget = (literal: number, k: number) =>
         cost <= NATIVE_STARTUP_MS ? literal : k * cost + 1_000;
 
-      await t.step("dpkg -i, and nothing else: systemd starts the agent and it answers guest-ping", async () => {
-        await guestOk(v, "snapshot > /e2e/before.txt");
-        before = parseSnapshot(await v.shareText("before.txt"));
-        const t1 = Date.now();
-        const answered = l.sync(300_000, 1000);
-        answered.catch(() => {});
-        const inst = await guest(v, `dpkg -i /e2e/${debName}`, 300_000);
-        const installed = Date.now();
-        assert.equal(inst.rc, 0, `dpkg -i failed:\n${inst.out}`);
-        note("dpkg -i (guest)", installed - t1);
-        const at = await answered;
-        note("from dpkg -i's end to the agent's first answer", Math.max(0, at - installed));
-        assert.deepEqual(await l.ok("guest-ping"), {});
-        const s = await guestOk(
-          v,
-          `section active; systemctl is-active deno-qga.service || true
+      await t.step(
+        "dpkg -i, and nothing else: systemd starts the agent and it answers guest-ping",
+        async () => {
+          await guestOk(v, "snapshot > /e2e/before.txt");
+          before = parseSnapshot(await v.shareText("before.txt"));
+          const t1 = Date.now();
+          const answered = l.sync(300_000, 1000);
+          answered.catch(() => {});
+          const inst = await guest(v, `dpkg -i /e2e/${debName}`, 300_000);
+          const installed = Date.now();
+          assert.equal(inst.rc, 0, `dpkg -i failed:\n${inst.out}`);
+          note("dpkg -i (guest)", installed - t1);
+          const at = await answered;
+          note("from dpkg -i's end to the agent's first answer", Math.max(0, at - installed));
+          assert.deepEqual(await l.ok("guest-ping"), {});
+          const s = await guestOk(
+            v,
+            `section active; systemctl is-active deno-qga.service || true
 section device; systemctl is-active '${DEVICE_UNIT}' || true
 section udev; udevadm info -q property ${PORT} | grep -E '^(TAGS|SYSTEMD_WANTS)='
 section unit; unit
 section ps; ps -eo pid=,ppid=,args=`,
-        );
-        assert.equal(s.get("active")?.trim(), "active");
-        assert.equal(s.get("device")?.trim(), "active", "the port's device unit");
-        assert.match(s.get("udev") ?? "", /^TAGS=.*:systemd:/m, s.get("udev") ?? "");
-        assert.match(
-          s.get("udev") ?? "",
-          /^SYSTEMD_WANTS=.*\bdeno-qga\.service\b/m,
-          s.get("udev") ?? "",
-        );
-        mainPid = Number(props(s.get("unit")).MainPID);
-        const helpers = checkAllowAll(parsePs(s.get("ps") ?? ""), mainPid);
-        timings.push(`processes with --allow-all beside the agent: ${helpers.length} (the helper)`);
-        disabledAfterInstall = await disabledCommands(l);
-        // guest-exec is off until the config lists programs (--exec-programs).
-        assert.ok(disabledAfterInstall.includes("guest-exec"), `${disabledAfterInstall}`);
-        cost = await startupCost(v);
-      });
-
-      await t.step("kill -9 of the agent: systemd restarts it and guest-sync succeeds within 5 s", async () => {
-        await l.sync(120_000);
-        const u0 = await unitState(v);
-        const restartSec = spanMs(
-          (await guestOk(v, "systemctl show -p RestartUSec --value deno-qga")).get("") ?? "",
-        );
-        const id = `kill${++probeCount}`;
-        await v.guestRun(
-          id,
-          `k=$(cut -d' ' -f1 /proc/uptime); kill -9 ${u0.MainPID} && echo "killed $k"`,
-        );
-        let killedAt = 0;
-        let killedUptime = 0;
-        const until = Date.now() + 60_000;
-        while (!killedAt && Date.now() < until) {
-          const m = /killed ([\d.]+)/.exec(await v.shareText(`probe/${id}.out`));
-          if (m) {
-            killedAt = Date.now();
-            killedUptime = Number(m[1]) * 1000;
-          } else await sleep(50);
-        }
-        assert.ok(killedAt, `the guest did not kill ${u0.MainPID}`);
-        const at = await l.sync(120_000, 250);
-        const total = at - killedAt;
-        const u = await unitState(v);
-        assert.notEqual(u.MainPID, u0.MainPID);
-        assert.equal(Number(u.NRestarts), Number(u0.NRestarts) + 1);
-        assert.equal(u.ActiveState, "active");
-        const restartDelay = Number(u.ExecMainStartTimestampMonotonic) / 1000 - killedUptime;
-        note("kill -9 to the restarted agent's answer (host)", total);
-        note("kill -9 to systemd's restart of the agent (guest)", restartDelay);
-        // systemd: the restart comes RestartSec= after the death.
-        assert.ok(restartDelay <= restartSec + 1_500, `restarted after ${restartDelay} ms`);
-        if (cost <= NATIVE_STARTUP_MS) assert.ok(total <= 5_000, `answered after ${total} ms`);
-        else {
-          assert.ok(
-            total - restartDelay <= agentBudget(3_000, 2),
-            `the restarted agent answered ${total - restartDelay} ms after it was started ` +
-              `(start-up cost ${cost} ms)`,
           );
-        }
-      });
+          assert.equal(s.get("active")?.trim(), "active");
+          assert.equal(s.get("device")?.trim(), "active", "the port's device unit");
+          assert.match(s.get("udev") ?? "", /^TAGS=.*:systemd:/m, s.get("udev") ?? "");
+          assert.match(
+            s.get("udev") ?? "",
+            /^SYSTEMD_WANTS=.*\bdeno-qga\.service\b/m,
+            s.get("udev") ?? "",
+          );
+          mainPid = Number(props(s.get("unit")).MainPID);
+          const helpers = checkAllowAll(parsePs(s.get("ps") ?? ""), mainPid);
+          timings.push(
+            `processes with --allow-all beside the agent: ${helpers.length} (the helper)`,
+          );
+          disabledAfterInstall = await disabledCommands(l);
+          // guest-exec is off until the config lists programs (--exec-programs).
+          assert.ok(disabledAfterInstall.includes("guest-exec"), `${disabledAfterInstall}`);
+          cost = await startupCost(v);
+        },
+      );
+
+      await t.step(
+        "kill -9 of the agent: systemd restarts it and guest-sync succeeds within 5 s",
+        async () => {
+          await l.sync(120_000);
+          const u0 = await unitState(v);
+          const restartSec = spanMs(
+            (await guestOk(v, "systemctl show -p RestartUSec --value deno-qga")).get("") ?? "",
+          );
+          const id = `kill${++probeCount}`;
+          await v.guestRun(
+            id,
+            `k=$(cut -d' ' -f1 /proc/uptime); kill -9 ${u0.MainPID} && echo "killed $k"`,
+          );
+          let killedAt = 0;
+          let killedUptime = 0;
+          const until = Date.now() + 60_000;
+          while (!killedAt && Date.now() < until) {
+            const m = /killed ([\d.]+)/.exec(await v.shareText(`probe/${id}.out`));
+            if (m) {
+              killedAt = Date.now();
+              killedUptime = Number(m[1]) * 1000;
+            } else await sleep(50);
+          }
+          assert.ok(killedAt, `the guest did not kill ${u0.MainPID}`);
+          const at = await l.sync(120_000, 250);
+          const total = at - killedAt;
+          const u = await unitState(v);
+          assert.notEqual(u.MainPID, u0.MainPID);
+          assert.equal(Number(u.NRestarts), Number(u0.NRestarts) + 1);
+          assert.equal(u.ActiveState, "active");
+          const restartDelay = Number(u.ExecMainStartTimestampMonotonic) / 1000 - killedUptime;
+          note("kill -9 to the restarted agent's answer (host)", total);
+          note("kill -9 to systemd's restart of the agent (guest)", restartDelay);
+          // systemd: the restart comes RestartSec= after the death.
+          assert.ok(restartDelay <= restartSec + 1_500, `restarted after ${restartDelay} ms`);
+          if (cost <= NATIVE_STARTUP_MS) assert.ok(total <= 5_000, `answered after ${total} ms`);
+          else {
+            assert.ok(
+              total - restartDelay <= agentBudget(3_000, 2),
+              `the restarted agent answered ${total - restartDelay} ms after it was started ` +
+                `(start-up cost ${cost} ms)`,
+            );
+          }
+        },
+      );
 
       await t.step("frozen state survives systemctl restart deno-qga, and thaw works", async () => {
         await l.sync(120_000);
@@ -438,40 +446,49 @@ section ps; ps -eo pid=,ppid=,args=`,
         assert.equal(done?.rc, 0, `the write after the thaw: ${JSON.stringify(done)}`);
       });
 
-      await t.step("virtio-serial unplug stops the unit, replug starts it, the host talks to the new agent", async () => {
-        await l.sync(120_000);
-        const u0 = await unitState(v);
-        await q.execute("device_del", { id: PORT_ID });
-        await q.waitEvent("DEVICE_DELETED", 30_000);
-        const s = await guestOk(
-          v,
-          `i=0; while systemctl -q is-active deno-qga.service && [ $i -lt 120 ]; do sleep 0.5; i=$((i+1)); done
+      await t.step(
+        "virtio-serial unplug stops the unit, replug starts it, the host talks to the new agent",
+        async () => {
+          await l.sync(120_000);
+          const u0 = await unitState(v);
+          await q.execute("device_del", { id: PORT_ID });
+          await q.waitEvent("DEVICE_DELETED", 30_000);
+          const s = await guestOk(
+            v,
+            `i=0; while systemctl -q is-active deno-qga.service && [ $i -lt 120 ]; do sleep 0.5; i=$((i+1)); done
 section state; systemctl is-active deno-qga.service || true
 section port; ls ${PORT} 2>&1 || true`,
-        );
-        assert.equal(s.get("state")?.trim(), "inactive", "the unit is still running after unplug");
-        assert.match(s.get("port") ?? "", /No such file/);
-        const t1 = Date.now();
-        await q.execute("device_add", { ...PORT_DEVICE });
-        await l.sync(120_000);
-        note("replug to the new agent's answer", Date.now() - t1);
-        assert.deepEqual(await l.ok("guest-ping"), {});
-        const u = await unitState(v);
-        assert.equal(u.ActiveState, "active");
-        assert.notEqual(u.MainPID, u0.MainPID);
-      });
+          );
+          assert.equal(
+            s.get("state")?.trim(),
+            "inactive",
+            "the unit is still running after unplug",
+          );
+          assert.match(s.get("port") ?? "", /No such file/);
+          const t1 = Date.now();
+          await q.execute("device_add", { ...PORT_DEVICE });
+          await l.sync(120_000);
+          note("replug to the new agent's answer", Date.now() - t1);
+          assert.deepEqual(await l.ok("guest-ping"), {});
+          const u = await unitState(v);
+          assert.equal(u.ActiveState, "active");
+          assert.notEqual(u.MainPID, u0.MainPID);
+        },
+      );
 
-      await t.step("dpkg -i of a newer version restarts the agent and keeps a changed config", async () => {
-        const deb2 = await upgradeBuild;
-        const deb2Name = deb2.slice(deb2.lastIndexOf("/") + 1);
-        await Deno.copyFile(deb2, `${v.share}/${deb2Name}`);
-        await Deno.writeTextFile(`${v.share}/changed.conf`, CHANGED_CONF);
-        await l.sync(120_000);
-        const u0 = await unitState(v);
-        const t1 = Date.now();
-        const s = await guestOk(
-          v,
-          `cp /e2e/changed.conf ${CONF}
+      await t.step(
+        "dpkg -i of a newer version restarts the agent and keeps a changed config",
+        async () => {
+          const deb2 = await upgradeBuild;
+          const deb2Name = deb2.slice(deb2.lastIndexOf("/") + 1);
+          await Deno.copyFile(deb2, `${v.share}/${deb2Name}`);
+          await Deno.writeTextFile(`${v.share}/changed.conf`, CHANGED_CONF);
+          await l.sync(120_000);
+          const u0 = await unitState(v);
+          const t1 = Date.now();
+          const s = await guestOk(
+            v,
+            `cp /e2e/changed.conf ${CONF}
 section dpkg; dpkg -i /e2e/${deb2Name}
 section version; dpkg-query -W -f='\${Version}\\n' deno-qga
 section conf; cat ${CONF}
@@ -479,77 +496,89 @@ section etc; ls /etc/qemu
 section exec; sed -n 's/^ExecStart=//p' ${UNIT_FILE}
 section render; ${LIB}/render-unit --lib ${LIB} --template ${LIB}/deno-qga.service.in --out /dev/null
 section unit; unit`,
-          300_000,
-        );
-        note("dpkg -i of the upgrade (guest)", Date.now() - t1);
-        assert.equal(s.get("version")?.trim(), upgradeVersion);
-        assert.equal(s.get("conf"), CHANGED_CONF, "the changed config was not kept");
-        assert.doesNotMatch(s.get("etc") ?? "", /dpkg-(dist|new|old)/, "dpkg left config copies");
-        // The unit runs what the installed agent prints for the config as it is now.
-        assert.equal(s.get("exec"), s.get("render"), "ExecStart= is not rendered from the config");
-        const u = props(s.get("unit"));
-        assert.equal(u.ActiveState, "active");
-        assert.notEqual(u.MainPID, u0.MainPID, "the agent was not restarted");
-        await l.sync(120_000);
-        assert.deepEqual(
-          await disabledCommands(l),
-          disabledAfterInstall.filter((c) => !c.startsWith("guest-exec")),
-          "the restarted agent does not run with the changed config",
-        );
-        const pid = (await l.ok("guest-exec", { path: EXEC_PROGRAM, "capture-output": true }) as {
-          pid: number;
-        }).pid;
-        let st: { exited?: boolean; exitcode?: number } = {};
-        for (let i = 0; i < 100 && !st.exited; i++) {
-          st = await l.ok("guest-exec-status", { pid }) as typeof st;
-          if (!st.exited) await sleep(200);
-        }
-        assert.deepEqual([st.exited, st.exitcode], [true, 0], JSON.stringify(st));
-      });
+            300_000,
+          );
+          note("dpkg -i of the upgrade (guest)", Date.now() - t1);
+          assert.equal(s.get("version")?.trim(), upgradeVersion);
+          assert.equal(s.get("conf"), CHANGED_CONF, "the changed config was not kept");
+          assert.doesNotMatch(s.get("etc") ?? "", /dpkg-(dist|new|old)/, "dpkg left config copies");
+          // The unit runs what the installed agent prints for the config as it is now.
+          assert.equal(
+            s.get("exec"),
+            s.get("render"),
+            "ExecStart= is not rendered from the config",
+          );
+          const u = props(s.get("unit"));
+          assert.equal(u.ActiveState, "active");
+          assert.notEqual(u.MainPID, u0.MainPID, "the agent was not restarted");
+          await l.sync(120_000);
+          assert.deepEqual(
+            await disabledCommands(l),
+            disabledAfterInstall.filter((c) => !c.startsWith("guest-exec")),
+            "the restarted agent does not run with the changed config",
+          );
+          const pid = (await l.ok("guest-exec", { path: EXEC_PROGRAM, "capture-output": true }) as {
+            pid: number;
+          }).pid;
+          let st: { exited?: boolean; exitcode?: number } = {};
+          for (let i = 0; i < 100 && !st.exited; i++) {
+            st = await l.ok("guest-exec-status", { pid }) as typeof st;
+            if (!st.exited) await sleep(200);
+          }
+          assert.deepEqual([st.exited, st.exitcode], [true, 0], JSON.stringify(st));
+        },
+      );
 
-      await t.step("dpkg -r stops the agent and keeps only the config; dpkg -P leaves no file of the package", async () => {
-        const r = await guestOk(
-          v,
-          `section remove; dpkg -r deno-qga
+      await t.step(
+        "dpkg -r stops the agent and keeps only the config; dpkg -P leaves no file of the package",
+        async () => {
+          const r = await guestOk(
+            v,
+            `section remove; dpkg -r deno-qga
 section status; dpkg-query -W -f='\${Status}\\n' deno-qga
 section active; systemctl is-active deno-qga.service || true
 section procs; ps -eo args= | grep -F '${LIB}/' | grep -v grep || true
 section conf; cat ${CONF}
 section left; for p in ${LIB} ${UNIT_FILE} /lib/udev/rules.d/99-deno-qga.rules /run/deno-qga /var/cache/deno-qga; do [ -e "$p" ] && echo "$p"; done; true`,
-          300_000,
-        );
-        assert.equal(r.get("status")?.trim(), "deinstall ok config-files");
-        assert.notEqual(r.get("active")?.trim(), "active");
-        assert.equal(r.get("procs")?.trim(), "", "agent processes left after dpkg -r");
-        assert.equal(r.get("conf"), CHANGED_CONF, "dpkg -r removed the config");
-        assert.equal(r.get("left")?.trim(), "", "left after dpkg -r");
+            300_000,
+          );
+          assert.equal(r.get("status")?.trim(), "deinstall ok config-files");
+          assert.notEqual(r.get("active")?.trim(), "active");
+          assert.equal(r.get("procs")?.trim(), "", "agent processes left after dpkg -r");
+          assert.equal(r.get("conf"), CHANGED_CONF, "dpkg -r removed the config");
+          assert.equal(r.get("left")?.trim(), "", "left after dpkg -r");
 
-        const p = await guestOk(
-          v,
-          `section purge; dpkg -P deno-qga
+          const p = await guestOk(
+            v,
+            `section purge; dpkg -P deno-qga
 section status; dpkg-query -W -f='\${Status}\\n' deno-qga 2>&1 || true
 section run; find /run /var/cache -name '*deno-qga*' 2>/dev/null; true
 snapshot > /e2e/after.txt`,
-          300_000,
-        );
-        assert.doesNotMatch(p.get("status") ?? "", /install ok|config-files/, p.get("status") ?? "");
-        assert.equal(p.get("run")?.trim(), "", "run-time files left");
-        const after = parseSnapshot(await v.shareText("after.txt"));
-        // Every path the package ships: gone, unless the host's root (the overlay's lower
-        // layer) has it too (/usr, /etc/qemu, ...).
-        for (const f of debFiles) {
-          if (after.has(f) && !await exists(`/${f}`)) assert.fail(`/${f} of the package remains`);
-        }
-        // Anything new in the guest since before the install: none but the journal's growth
-        // and what the host's root has too (directories and files the overlay copied up).
-        const left: string[] = [];
-        for (const [path, type] of after) {
-          if (before.has(path) || CHURN.some((re) => re.test(path))) continue;
-          if (type !== "c" && await exists(`/${path}`)) continue;
-          left.push(`${type} /${path}`);
-        }
-        assert.deepEqual(left, [], `left behind after purge:\n${left.join("\n")}`);
-      });
+            300_000,
+          );
+          assert.doesNotMatch(
+            p.get("status") ?? "",
+            /install ok|config-files/,
+            p.get("status") ?? "",
+          );
+          assert.equal(p.get("run")?.trim(), "", "run-time files left");
+          const after = parseSnapshot(await v.shareText("after.txt"));
+          // Every path the package ships: gone, unless the host's root (the overlay's lower
+          // layer) has it too (/usr, /etc/qemu, ...).
+          for (const f of debFiles) {
+            if (after.has(f) && !await exists(`/${f}`)) assert.fail(`/${f} of the package remains`);
+          }
+          // Anything new in the guest since before the install: none but the journal's growth
+          // and what the host's root has too (directories and files the overlay copied up).
+          const left: string[] = [];
+          for (const [path, type] of after) {
+            if (before.has(path) || CHURN.some((re) => re.test(path))) continue;
+            if (type !== "c" && await exists(`/${path}`)) continue;
+            left.push(`${type} /${path}`);
+          }
+          assert.deepEqual(left, [], `left behind after purge:\n${left.join("\n")}`);
+        },
+      );
 
       await t.step("a second install works", async () => {
         const t1 = Date.now();
@@ -593,60 +622,66 @@ section conf; cat ${CONF}`,
       const v2 = vm;
       link = await AgentLink.open(v2.sockets.denoVirtio);
       const l2 = link;
-      await t.step("after a reboot the installed agent answers within 30 s of boot, with no command", async () => {
-        const at = await l2.sync(READY_MS, 1000);
-        note("boot 2: QEMU start to the agent's first answer", at - t0);
-        assert.deepEqual(await l2.ok("guest-ping"), {});
-        await v2.waitReady(READY_MS);
-        note("boot 2: QEMU start to multi-user.target", Date.now() - t0);
-        const s = await guestOk(
-          v2,
-          `section active; systemctl is-active deno-qga.service
+      await t.step(
+        "after a reboot the installed agent answers within 30 s of boot, with no command",
+        async () => {
+          const at = await l2.sync(READY_MS, 1000);
+          note("boot 2: QEMU start to the agent's first answer", at - t0);
+          assert.deepEqual(await l2.ok("guest-ping"), {});
+          await v2.waitReady(READY_MS);
+          note("boot 2: QEMU start to multi-user.target", Date.now() - t0);
+          const s = await guestOk(
+            v2,
+            `section active; systemctl is-active deno-qga.service
 section unit; unit
 section device; mono '${DEVICE_UNIT}'
 section basic; mono basic.target`,
-        );
-        assert.equal(s.get("active")?.trim(), "active");
-        const started = Number(props(s.get("unit")).ExecMainStartTimestampMonotonic) / 1000;
-        const device = Number(s.get("device")?.trim()) / 1000;
-        const basic = Number(s.get("basic")?.trim()) / 1000;
-        note("boot 2: kernel start to the port's device unit (guest)", device);
-        note("boot 2: kernel start to basic.target (guest)", basic);
-        note("boot 2: kernel start to the agent's start (guest)", started);
-        // systemd: started as soon as the port is there and the base system is up (the
-        // unit's default dependencies), not at the end of the boot.
-        assert.ok(
-          started - Math.max(device, basic) <= 2_000,
-          `started ${started} ms into the boot; port at ${device} ms, basic.target at ${basic} ms`,
-        );
-        cost = await startupCost(v2);
-        if (cost <= NATIVE_STARTUP_MS) {
-          assert.ok(at - t0 <= 30_000, `the agent answered ${at - t0} ms after QEMU started`);
-        } else {
-          // During the boot the agent shares the CPU with everything else that starts.
-          assert.ok(
-            at - t0 - started <= agentBudget(3_000, 3),
-            `the agent answered ${at - t0 - started} ms after it was started during the boot ` +
-              `(start-up cost ${cost} ms)`,
           );
-        }
-      });
+          assert.equal(s.get("active")?.trim(), "active");
+          const started = Number(props(s.get("unit")).ExecMainStartTimestampMonotonic) / 1000;
+          const device = Number(s.get("device")?.trim()) / 1000;
+          const basic = Number(s.get("basic")?.trim()) / 1000;
+          note("boot 2: kernel start to the port's device unit (guest)", device);
+          note("boot 2: kernel start to basic.target (guest)", basic);
+          note("boot 2: kernel start to the agent's start (guest)", started);
+          // systemd: started as soon as the port is there and the base system is up (the
+          // unit's default dependencies), not at the end of the boot.
+          assert.ok(
+            started - Math.max(device, basic) <= 2_000,
+            `started ${started} ms into the boot; port at ${device} ms, basic.target at ${basic} ms`,
+          );
+          cost = await startupCost(v2);
+          if (cost <= NATIVE_STARTUP_MS) {
+            assert.ok(at - t0 <= 30_000, `the agent answered ${at - t0} ms after QEMU started`);
+          } else {
+            // During the boot the agent shares the CPU with everything else that starts.
+            assert.ok(
+              at - t0 - started <= agentBudget(3_000, 3),
+              `the agent answered ${at - t0 - started} ms after it was started during the boot ` +
+                `(start-up cost ${cost} ms)`,
+            );
+          }
+        },
+      );
 
-      await t.step("the journal on the state disk shows the first boot's clean shutdown", async () => {
-        const s = await guestOk(
-          v2,
-          `section boots; journalctl --list-boots --no-pager
+      await t.step(
+        "the journal on the state disk shows the first boot's clean shutdown",
+        async () => {
+          const s = await guestOk(
+            v2,
+            `section boots; journalctl --list-boots --no-pager
 section last; journalctl -b -1 --no-pager -o cat | tail -n 40
 section agent; journalctl -b -1 --no-pager -o cat -u deno-qga.service | tail -n 20`,
-        );
-        const bootList = (s.get("boots") ?? "").trim().split("\n")
-          .filter((x) => /^\s*-?\d+ /.test(x));
-        assert.equal(bootList.length, 2, s.get("boots") ?? "");
-        const last = s.get("last") ?? "";
-        assert.match(last, /Reached target poweroff\.target/);
-        assert.match(last, /Journal stopped/);
-        assert.match(s.get("agent") ?? "", /Stopped deno-qga\.service/);
-      });
+          );
+          const bootList = (s.get("boots") ?? "").trim().split("\n")
+            .filter((x) => /^\s*-?\d+ /.test(x));
+          assert.equal(bootList.length, 2, s.get("boots") ?? "");
+          const last = s.get("last") ?? "";
+          assert.match(last, /Reached target poweroff\.target/);
+          assert.match(last, /Journal stopped/);
+          assert.match(s.get("agent") ?? "", /Stopped deno-qga\.service/);
+        },
+      );
     } finally {
       console.log(`figures (tests/e2e_systemd):\n  ${timings.join("\n  ")}`);
       await closeVm();
