@@ -534,7 +534,8 @@ section unit; unit`,
         async () => {
           const r = await guestOk(
             v,
-            `section remove; dpkg -r deno-qga
+            `section enable; systemctl enable deno-qga.service
+section remove; dpkg -r deno-qga
 section status; dpkg-query -W -f='\${Status}\\n' deno-qga
 section active; systemctl is-active deno-qga.service || true
 section procs; ps -eo args= | grep -F '${LIB}/' | grep -v grep || true
@@ -542,6 +543,8 @@ section conf; cat ${CONF}
 section left; for p in ${LIB} ${UNIT_FILE} /lib/udev/rules.d/99-deno-qga.rules /run/deno-qga /var/cache/deno-qga; do [ -e "$p" ] && echo "$p"; done; true`,
             300_000,
           );
+          // (An operator may have enabled it, though udev starts it: purge removes that too.)
+          assert.match(r.get("enable") ?? "", /Created symlink/, r.get("enable") ?? "");
           assert.equal(r.get("status")?.trim(), "deinstall ok config-files");
           assert.notEqual(r.get("active")?.trim(), "active");
           assert.equal(r.get("procs")?.trim(), "", "agent processes left after dpkg -r");
