@@ -374,7 +374,7 @@ section ps; ps -eo pid=,ppid=,args=`,
       );
 
       await t.step(
-        "kill -9 of the agent: systemd restarts it and guest-sync succeeds within 5 s",
+        "kill -9 of the agent: systemd restarts it and guest-sync succeeds (within 5 s at native speed)",
         async () => {
           await l.sync(120_000);
           const u0 = await unitState(v);
@@ -626,7 +626,7 @@ section conf; cat ${CONF}`,
       link = await AgentLink.open(v2.sockets.denoVirtio);
       const l2 = link;
       await t.step(
-        "after a reboot the installed agent answers within 30 s of boot, with no command",
+        "after a reboot the installed agent answers with no command (within 30 s of boot at native speed)",
         async () => {
           const at = await l2.sync(READY_MS, 1000);
           note("boot 2: QEMU start to the agent's first answer", at - t0);
