@@ -1,7 +1,8 @@
 /**
  * Start-up and shutdown of the agent process, wired by main.ts: log file, helper,
  * sandbox check of every command, state dir, pid file, transport, signals, and
- * the thaw that must happen whenever the agent stops while frozen.
+ * the thaw that must happen whenever the agent stops while frozen (except when it
+ * exits for a restart: SIGUSR2).
  *
  * @module
  */
@@ -178,11 +179,11 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
   }
 
   let exiting = false;
-  const shutdown = async (why: string) => {
+  const shutdown = async (why: string, keepFrozen = false) => {
     if (exiting) return;
     exiting = true;
     log.debug(why);
-    if (agent.frozen && deps.thawAll) {
+    if (agent.frozen && deps.thawAll && !keepFrozen) {
       try {
         await deps.thawAll(agent);
       } catch (e) {
@@ -223,6 +224,13 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
   for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     Deno.addSignalListener(sig, () => void shutdown(`received signal ${sig}, quitting`));
   }
+  // SIGUSR2: exit for a restart (the unit's RestartKillSignal=). As SIGTERM, but a frozen
+  // guest stays frozen: the frozen marker stays in the state dir, the next agent starts
+  // frozen and the host's guest-fsfreeze-thaw still thaws (docs/robustness.md).
+  Deno.addSignalListener(
+    "SIGUSR2",
+    () => void shutdown("received signal SIGUSR2, exiting for a restart", true),
+  );
 
   try {
     await agent.serve(transport);

@@ -148,64 +148,11 @@ if [ ! -e "$D$conf" ]; then
   record "c $sum $conf"
 fi
 
-# ExecStart=: the agent's own least-privilege command line for the unit's options,
-# computed by the installed bundle under the installed deno from the installed config.
-# Paths below DESTDIR are printed with it and stripped afterwards.
-helper=$lib/helper/qga-helper
-line=$(cd / && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DENO_DIR="$tmp/deno_dir" \
-  NO_COLOR=1 DENO_NO_UPDATE_CHECK=1 QGA_CONF="$D$conf" \
-  "$D$lib/deno" run --no-prompt --no-config --allow-read --allow-env "$D$lib/deno-qga.js" \
-  --print-permissions -m stdio -t /run/deno-qga "--helper=$helper") ||
-  die "$D$lib/deno-qga.js --print-permissions failed"
-if [ -n "$D" ]; then
-  line=$(printf '%s\n' "$line" | awk -v d="$D/" '{
-    out = ""
-    while ((i = index($0, d)) > 0) { out = out substr($0, 1, i - 1) "/"; $0 = substr($0, i + length(d)) }
-    print out $0 }')
-fi
-printf '%s\n' "$line" >"$tmp/print-permissions"
-# Back to an argument vector (the line is shellQuote()d by the agent itself).
-eval "set -- $line"
-[ "${1:-}" = "$lib/deno" ] || die "unexpected --print-permissions output: $line"
-# systemd's quoting: bare words when safe, else "..." with \ and " escaped and % doubled
-# (specifiers), and $ doubled in arguments (variable expansion; not in the program path).
-sdquote() {
-  case $1 in
-  '' | *[!A-Za-z0-9_/.,:=@+-]*)
-    if [ "$2" = arg ]; then dollar='s/\$/$$/g'; else dollar='s/^//'; fi
-    printf '"%s"' "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' \
-      -e 's/%/%%/g' -e "$dollar")" ;;
-  *) printf '%s' "$1" ;;
-  esac
-}
-exec_start=
-seen_main=0
-for a in "$@"; do
-  # main.ts derives its own path from its directory; bundled, that is deno-qga.js.
-  [ "$a" = "$lib/main.ts" ] && a=$lib/deno-qga.js
-  [ "$a" = "$lib/deno-qga.js" ] && seen_main=$((seen_main + 1))
-  if [ -z "$exec_start" ]; then
-    exec_start=$(sdquote "$a" path)
-  else
-    exec_start="$exec_start $(sdquote "$a" arg)"
-  fi
-done
-[ "$seen_main" = 1 ] || die "the generated command does not run $lib/deno-qga.js: $line"
-
-# Render the unit: @NAME@ -> value, literally.
-EXEC_START=$exec_start LIBDIR=$lib DOCDIR=$doc UNITDIR=$unitdir awk '
-  function sub_all(s, k, v,   out, i) {
-    out = ""
-    while ((i = index(s, k)) > 0) { out = out substr(s, 1, i - 1) v; s = substr(s, i + length(k)) }
-    return out s
-  }
-  { s = $0
-    s = sub_all(s, "@EXEC_START@", ENVIRON["EXEC_START"])
-    s = sub_all(s, "@LIBDIR@", ENVIRON["LIBDIR"])
-    s = sub_all(s, "@DOCDIR@", ENVIRON["DOCDIR"])
-    s = sub_all(s, "@UNITDIR@", ENVIRON["UNITDIR"])
-    print s }' "$repo/packaging/deno-qga.service.in" >"$tmp/deno-qga.service"
-if grep -n '@[A-Z_]*@' "$tmp/deno-qga.service" >&2; then die "unrendered placeholder"; fi
+# The unit, with ExecStart= from the agent's own --print-permissions for the installed
+# paths and config (packaging/render-unit.sh, which the Debian package's postinst runs too).
+exec_start=$(sh "$repo/packaging/render-unit.sh" --destdir "$D" --lib "$lib" --conf "$conf" \
+  --template "$repo/packaging/deno-qga.service.in" --docdir "$doc" --unitdir "$unitdir" \
+  --out "$tmp/deno-qga.service") || die "rendering the unit failed"
 put 0644 "$tmp/deno-qga.service" "$unitdir/deno-qga.service"
 
 write_manifest

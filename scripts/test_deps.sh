@@ -16,6 +16,7 @@ need /usr/bin/systemd-analyze systemd
 need /usr/sbin/ip iproute2
 need /usr/bin/strace strace
 need /usr/sbin/useradd passwd
+need /usr/bin/dpkg-shlibdeps dpkg-dev
 ls /boot/vmlinuz-* >/dev/null 2>&1 || missing="$missing linux-image-amd64"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -166,6 +166,10 @@ export interface InitramfsOptions {
   kernelVersion: string;
   /** A statically linked busybox. */
   busybox: string;
+  /** The `/init` program for the resolved module names (default {@linkcode initScript}). */
+  init?: (modules: readonly string[]) => string;
+  /** Busybox applets /init uses besides the default ones. */
+  applets?: readonly string[];
 }
 
 /**
@@ -188,7 +192,11 @@ export async function buildInitramfs(out: string, options: InitramfsOptions): Pr
     ...["bin", "dev", "proc", "sys", "mnt", "mnt/host", "mnt/root", "mnt/upper", "lib", "lib/mods"]
       .map(dir),
     { name: "bin/busybox", mode: 0o100755, data: await Deno.readFile(options.busybox) },
-    ...APPLETS.map((a) => ({ name: `bin/${a}`, mode: 0o120777, data: enc.encode("busybox") })),
+    ...[...new Set([...APPLETS, ...options.applets ?? []])].map((a) => ({
+      name: `bin/${a}`,
+      mode: 0o120777,
+      data: enc.encode("busybox"),
+    })),
   ];
   for (const m of modules) {
     entries.push({
@@ -200,7 +208,7 @@ export async function buildInitramfs(out: string, options: InitramfsOptions): Pr
   entries.push({
     name: "init",
     mode: 0o100755,
-    data: enc.encode(initScript(modules.map((m) => m.name))),
+    data: enc.encode((options.init ?? initScript)(modules.map((m) => m.name))),
   });
   await Deno.writeFile(out, cpioNewc(entries));
 }

@@ -1,10 +1,13 @@
 /**
  * Packaging: scripts/bundle.sh, scripts/install.sh into a temporary DESTDIR, the unit
- * (packaging/deno-qga.service.in rendered with the agent's own --print-permissions line),
- * systemd-analyze verify on it, and scripts/uninstall.sh leaving the tree empty again.
+ * (packaging/deno-qga.service.in rendered by packaging/render-unit.sh with the agent's own
+ * --print-permissions line), systemd-analyze verify on it, scripts/uninstall.sh leaving the
+ * tree empty again, and the Debian package scripts/package.sh builds (its control data, its
+ * files, and the unit its render-unit makes).
  *
- * Needs sh, install, sha256sum (coreutils) and systemd-analyze, systemd-escape
- * (apt-get install systemd). The real install in a guest is tests/e2e_install/.
+ * Needs sh, install, sha256sum, md5sum (coreutils), systemd-analyze, systemd-escape
+ * (apt-get install systemd) and dpkg-deb, dpkg-shlibdeps (apt-get install dpkg-dev). The real
+ * installs in a guest are tests/e2e_install/ (install.sh) and tests/e2e_systemd/ (the .deb).
  *
  * @module
  */
@@ -444,4 +447,154 @@ Deno.test("install.sh and uninstall.sh refuse unknown arguments and relative pre
     assert.equal(c.code, 1);
     assert.match(c.stderr, /no manifest/);
   });
+});
+
+// ---- The Debian package (scripts/package.sh). The real install, in a guest booted by
+// systemd, is tests/e2e_systemd/.
+
+/** One package build (about 15 s) shared by the tests below: the .deb and its extraction. */
+let built: Promise<{ dir: string; deb: string; root: string; control: string }> | undefined;
+function buildDeb(): Promise<{ dir: string; deb: string; root: string; control: string }> {
+  built ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "qga-deb." });
+    builtDir = dir;
+    const said = ok(
+      await run("sh", [`${REPO}/scripts/package.sh`, "--out", `${dir}/out`]),
+      "scripts/package.sh",
+    );
+    const deb = /built (\S+\.deb)$/m.exec(said)?.[1];
+    assert.ok(deb, said);
+    ok(await run("dpkg-deb", ["-x", deb, `${dir}/root`]), "dpkg-deb -x");
+    ok(await run("dpkg-deb", ["-e", deb, `${dir}/control`]), "dpkg-deb -e");
+    return { dir, deb, root: `${dir}/root`, control: `${dir}/control` };
+  })();
+  return built;
+}
+
+let builtDir: string | undefined;
+// The shared build is removed when the test module is done, whichever tests ran.
+globalThis.addEventListener("unload", () => {
+  if (builtDir) Deno.removeSync(builtDir, { recursive: true });
+});
+
+function controlField(control: string, name: string): string | undefined {
+  return new RegExp(`^${name}: (.*)$`, "m").exec(control)?.[1];
+}
+
+Deno.test("package.sh builds deno-qga_<version>_amd64.deb: version from agent/version.ts, dependencies from the deno binary, the config as conffile", async () => {
+  const { deb, control } = await buildDeb();
+  const version = /^export const VERSION = "([^"]+)"/m.exec(
+    await Deno.readTextFile(`${REPO}/agent/version.ts`),
+  )
+    ?.[1];
+  assert.ok(deb.endsWith(`/deno-qga_${version}_amd64.deb`), deb);
+  const c = await Deno.readTextFile(`${control}/control`);
+  assert.equal(controlField(c, "Package"), "deno-qga");
+  assert.equal(controlField(c, "Version"), version);
+  assert.equal(controlField(c, "Architecture"), "amd64");
+  assert.match(controlField(c, "Depends") ?? "", /\blibc6 \(>= 2\.\d+\)/);
+  assert.doesNotMatch(c, /^(Conflicts|Replaces|Breaks): .*qemu-guest-agent/m);
+  assert.equal(await Deno.readTextFile(`${control}/conffiles`), "/etc/qemu/qemu-ga.conf\n");
+  for (const s of ["postinst", "prerm", "postrm"]) {
+    assert.equal((await Deno.stat(`${control}/${s}`)).mode! & 0o777, 0o755, s);
+    ok(await run("sh", ["-n", `${control}/${s}`]), `sh -n ${s}`);
+  }
+  // md5sums lists every file of the package, and they match.
+  const sums = (await Deno.readTextFile(`${control}/md5sums`)).trim().split("\n");
+  const { root } = await buildDeb();
+  const files = [];
+  for (const p of await tree(root)) if ((await Deno.lstat(root + p)).isFile) files.push(p.slice(1));
+  assert.deepEqual(sums.map((l) => l.replace(/^[0-9a-f]{32} {2}/, "")).sort(), files.sort());
+  ok(await run("md5sum", ["--quiet", "-c", `${control}/md5sums`], { cwd: root }), "md5sum -c");
+});
+
+Deno.test("the package holds everything bundle.sh builds, the renderer, the udev rule, the config and the docs, root-owned with their modes", async () => {
+  const { deb, root } = await buildDeb();
+  await withTemp(async ({ dist }) => {
+    const lib = "/usr/lib/deno-qga";
+    // Whatever bundle.sh builds, with the same name and executable bit (deno: the real binary).
+    for (const p of await tree(dist)) {
+      const src = await Deno.stat(dist + p);
+      const dst = await Deno.lstat(root + lib + p);
+      if (src.isDirectory) {
+        assert.ok(dst.isDirectory, p);
+        continue;
+      }
+      assert.ok(dst.isFile, `${lib}${p} is missing or not a file`);
+      assert.equal(dst.mode! & 0o777, src.mode! & 0o111 ? 0o755 : 0o644, p);
+      assert.equal(dst.size, src.size, p);
+    }
+  });
+  const same = async (inPackage: string, inRepo: string) =>
+    assert.equal(
+      await Deno.readTextFile(root + inPackage),
+      await Deno.readTextFile(`${REPO}/${inRepo}`),
+      inPackage,
+    );
+  await same("/usr/lib/deno-qga/render-unit", "packaging/render-unit.sh");
+  await same("/usr/lib/deno-qga/deno-qga.service.in", "packaging/deno-qga.service.in");
+  await same("/lib/udev/rules.d/99-deno-qga.rules", "packaging/99-deno-qga.rules");
+  await same("/etc/qemu/qemu-ga.conf", "packaging/deno-qga.conf.example");
+  await same("/usr/share/doc/deno-qga/deploy.md", "docs/deploy.md");
+  await same("/usr/share/doc/deno-qga/README.md", "README.md");
+  assert.equal((await Deno.stat(`${root}/usr/lib/deno-qga/render-unit`)).mode! & 0o777, 0o755);
+  // No unit in the package (postinst renders it), and nothing of qemu-guest-agent's.
+  const listing = ok(await run("dpkg-deb", ["-c", deb]), "dpkg-deb -c");
+  assert.doesNotMatch(listing, /deno-qga\.service$/m);
+  for (const line of listing.trim().split("\n")) {
+    assert.match(line, /^[-d]rw[-x]r-[-x]r-[-x] root\/root /, line);
+  }
+  const qga = ok(await run("dpkg-query", ["-L", "qemu-guest-agent"]), "dpkg-query -L").split("\n")
+    .filter((p) => p !== "" && !(Deno.statSync(p).isDirectory));
+  for (const p of qga) assert.ok(!listing.includes(` .${p}\n`), `the package ships ${p}`);
+});
+
+Deno.test("the package's render-unit makes a unit that systemd-analyze accepts, running the agent's least-privilege line for the package paths", async () => {
+  const { root } = await buildDeb();
+  const lib = "/usr/lib/deno-qga";
+  const out = await Deno.makeTempFile({ prefix: "qga-deb-unit." });
+  try {
+    const exec = ok(
+      await run("sh", [
+        `${root}${lib}/render-unit`,
+        "--destdir",
+        root,
+        "--lib",
+        lib,
+        "--template",
+        `${root}${lib}/deno-qga.service.in`,
+        "--docdir",
+        "/usr/share/doc/deno-qga",
+        "--out",
+        out,
+      ]),
+      "render-unit",
+    ).trim();
+    const unit = await Deno.readTextFile(out);
+    assert.deepEqual(unitValues(unit, "ExecStart"), [exec]);
+    const argv = exec.split(" ");
+    assert.equal(argv[0], `${lib}/deno`);
+    assert.ok(argv.includes(`${lib}/deno-qga.js`), exec);
+    assert.ok(!argv.some((a) => a === "--allow-all" || a === "-A"), exec);
+    assert.ok(argv.some((a) => a.startsWith("--allow-run=") && a.includes(`${lib}/helper/`)), exec);
+    assert.ok(!exec.includes(root), "a staging path leaked into ExecStart");
+    assert.deepEqual(unitValues(unit, "Conflicts"), ["qemu-guest-agent.service"]);
+    assert.deepEqual(unitValues(unit, "KillMode"), ["mixed"]);
+    assert.deepEqual(unitValues(unit, "RestartKillSignal"), ["SIGUSR2"]);
+    // The package's layout with the unit where postinst puts it, checked by systemd.
+    await verifyRoot(root, async (vroot) => {
+      await Deno.mkdir(`${vroot}/lib/systemd/system`, { recursive: true });
+      await Deno.copyFile(out, `${vroot}/lib/systemd/system/deno-qga.service`);
+      const v = await run("systemd-analyze", [
+        "verify",
+        "--man=no",
+        `--root=${vroot}`,
+        "deno-qga.service",
+      ], { cwd: "/" });
+      assert.equal(v.code, 0, v.stderr);
+      assert.equal(v.stderr.trim(), "", v.stderr);
+    });
+  } finally {
+    await Deno.remove(out);
+  }
 });
