@@ -20,10 +20,13 @@ DENO=./node_modules/.bin/deno
 FLAGS="--no-prompt --allow-all"
 total_passed=0
 total_failed=0
+failures=$(mktemp)
 run() {
   log=$(mktemp)
   { env -u RUST_BACKTRACE "$@" 2>&1; echo "$?" >"$log.rc"; } | tee "$log"
   summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1)
+  # Failed tests and steps, repeated just before the last line so that a log's tail names them.
+  sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '\.\.\. (FAILED|ignored)' >>"$failures"
   rc=$(cat "$log.rc")
   rm -f "$log" "$log.rc"
   passed=$(count "$summary" passed)
@@ -54,5 +57,10 @@ else
   run "$DENO" test $FLAGS
   run env QGA_TEST_AGENT=deno-qga "$DENO" test $FLAGS tests/integration/client_test.ts
 fi
+if [ -s "$failures" ]; then
+  echo "failed or ignored:"
+  sed 's/^/  /' "$failures"
+fi
+rm -f "$failures"
 echo "${total_passed} passed, ${total_failed} failed"
 [ "$total_failed" = 0 ]
