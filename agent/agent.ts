@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { AgentOptions } from "./options.ts";
+import type { AgentOptions } from "../config/options.ts";
 import type { CommandDef, Context } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import { type AgentEnvironment, fixedEnvironment } from "../system/environment.ts";

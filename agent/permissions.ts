@@ -13,7 +13,7 @@
 
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type AgentOptions, DEFAULTS } from "./options.ts";
+import { type AgentOptions, DEFAULTS } from "../config/options.ts";
 import type { CommandDef, Needs } from "../commands/types.ts";
 
 // deno-lint-ignore no-explicit-any

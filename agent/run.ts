@@ -8,7 +8,7 @@
  */
 
 import inspector from "node:inspector";
-import type { AgentOptions } from "./options.ts";
+import type { AgentOptions } from "../config/options.ts";
 import type { CommandDef } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import type { AgentEnvironment } from "../system/environment.ts";

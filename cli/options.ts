@@ -16,8 +16,7 @@
  * @module
  */
 
-import { fileURLToPath } from "node:url";
-import { type AgentOptions, DEFAULTS, type Method } from "../agent/options.ts";
+import { type AgentOptions, defaultOptions, DEFAULTS, type Method } from "../config/options.ts";
 import { formatKeyFile, type KeyFile, KeyFileError, loadKeyFile } from "./keyfile.ts";
 import { type HelpInfo, usageText, versionText } from "./help.ts";
 
@@ -470,11 +469,6 @@ function optionalEnv(
   }
 }
 
-/** `helper/qga-helper` in the repository root (next to main.ts). */
-function repoHelperPath(): string {
-  return fileURLToPath(new URL("../helper/qga-helper", import.meta.url));
-}
-
 /**
  * Parses qemu-ga's command line and configuration file (qga-reference.md §4.1-4.3).
  *
@@ -498,7 +492,7 @@ export async function parseCommandLine(
     version: info.version,
     denoQgaVersion: info.denoQgaVersion,
     denoVersion: info.denoVersion,
-    defaultHelper: info.defaultHelper ?? repoHelperPath(),
+    defaultHelper: info.defaultHelper ?? defaultOptions().helper,
   };
   const spec: GetoptSpec = {
     short: SHORT_OPTIONS,

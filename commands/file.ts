@@ -40,7 +40,7 @@ import { alternate, base64Str, bool, enumType, int, str, struct } from "../schem
 import { strerror, SysError, toSysError } from "../system/mod.ts";
 import { type CommandDef, type Context, defineCommand, type Needs } from "./types.ts";
 import { checkFileAccess, fileGrants, policyError, stillSameFile } from "./file_policy.ts";
-import type { AgentOptions } from "../agent/options.ts";
+import type { AgentOptions } from "../config/options.ts";
 
 /** QGA_READ_COUNT_DEFAULT. */
 export const READ_COUNT_DEFAULT = 4096n;

@@ -20,7 +20,7 @@
 
 import { realpathSync, statSync } from "node:fs";
 import process from "node:process";
-import type { AgentOptions } from "../agent/options.ts";
+import type { AgentOptions } from "../config/options.ts";
 import { QgaError } from "../schema/errors.ts";
 import { toSysError } from "../system/mod.ts";
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { AgentOptions } from "../agent/options.ts";
+import type { AgentOptions } from "../config/options.ts";
 import type { ProgramResult, SystemAccess } from "../system/mod.ts";
 import type { AgentEnvironment } from "../system/environment.ts";
 import type { StructDesc, TypeDesc } from "../schema/types.ts";

@@ -14,11 +14,10 @@
  * @module
  */
 
-import type { AgentOptions } from "../agent/options.ts";
-import { DEFAULTS } from "../agent/options.ts";
+import { DEFAULTS } from "../config/options.ts";
 import type { HelperClient } from "../system/helper_client.ts";
 import type { Transport } from "./connection.ts";
-import { openDeviceTransport, type TransportHooks } from "./virtio_serial.ts";
+import { type DeviceOptions, openDeviceTransport, type TransportHooks } from "./virtio_serial.ts";
 
 /**
  * Opens `-m isa-serial` through the helper.
@@ -29,7 +28,7 @@ import { openDeviceTransport, type TransportHooks } from "./virtio_serial.ts";
  * ```
  */
 export function openIsaSerialTransport(
-  options: AgentOptions,
+  options: DeviceOptions,
   helper: HelperClient | undefined,
   hooks: TransportHooks = {},
 ): Promise<Transport> {

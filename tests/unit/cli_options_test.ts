@@ -12,7 +12,7 @@ import {
   SHORT_OPTIONS,
   splitList,
 } from "../../cli/options.ts";
-import { DEFAULTS } from "../../agent/options.ts";
+import { DEFAULTS } from "../../config/options.ts";
 
 // ---------------------------------------------------------------------------------------
 // helpers

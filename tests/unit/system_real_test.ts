@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { type AgentOptions, DEFAULTS } from "../../agent/options.ts";
+import { type AgentOptions, DEFAULTS } from "../../config/options.ts";
 import { helperInit } from "../../agent/run.ts";
 import { startHelper } from "../../system/helper_client.ts";
 import { createSystemAccess, isSpecialPath } from "../../system/real.ts";
@@ -422,7 +422,7 @@ Deno.test("stdio serves a pipe as a socket-like client and /dev/null as a device
 import { openStdioTransport } from ${
         JSON.stringify(new URL("../../transport/stdio.ts", import.meta.url).href)
       };
-const t = await openStdioTransport({} as never);
+const t = await openStdioTransport();
 const conn = (await t.accept())!;
 const buf = new Uint8Array(4096);
 let total = 0;
