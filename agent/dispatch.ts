@@ -7,12 +7,12 @@
  */
 
 import type { CommandDef, Context } from "../commands/types.ts";
-import { QgaError } from "../schema/errors.ts";
-import { errorReply, type ReplyText, successReplyParts } from "../schema/json_writer.ts";
-import { NO_ARGS } from "../schema/types.ts";
-import { validateArguments } from "../schema/validate.ts";
-import { isObject, type JsonObject, type JsonValue } from "../schema/value.ts";
-import { qdictOrder } from "../schema/json_writer.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { errorReply, type ReplyText, successReplyParts } from "../protocol/json_writer.ts";
+import { NO_ARGS } from "../protocol/types.ts";
+import { validateArguments } from "../protocol/validate.ts";
+import { isObject, type JsonObject, type JsonValue } from "../protocol/value.ts";
+import { qdictOrder } from "../protocol/json_writer.ts";
 
 /** Looks up commands and whether they are enabled. */
 export interface CommandLookup {

@@ -14,9 +14,9 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { decodeQemuBase64 } from "../schema/base64.ts";
-import { array, bool, str, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { decodeQemuBase64 } from "../protocol/base64.ts";
+import { array, bool, str, struct } from "../protocol/types.ts";
 import { type AuthKeysReply, type AuthKeysRequest, strerror } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
 import { runGaCommand } from "./run_command.ts";

@@ -8,22 +8,11 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { array, bool, enumType, int, number, struct, uint64 } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { INT64_MAX, intResult } from "../protocol/int64.ts";
+import { array, bool, enumType, int, number, struct, uint64 } from "../protocol/types.ts";
 import { type SystemAccess, toSysError } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
-
-/** A uint64 as a number when it is exactly representable, else a bigint. */
-function u64(v: bigint): number | bigint {
-  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-}
-
-/** An int64 as a number when it is exactly representable, else a bigint. */
-function i64(v: bigint): number | bigint {
-  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)
-    ? Number(v)
-    : v;
-}
 
 function strerror(e: unknown): string {
   return toSysError(e).strerror;
@@ -109,8 +98,8 @@ export async function getVcpus(sys: SystemAccess): Promise<LogicalProcessor[]> {
     const status = await readOnline(sys, dir);
     out.push(
       status === null
-        ? { "logical-id": i64(id), online: true, "can-offline": false }
-        : { "logical-id": i64(id), online: status !== "0", "can-offline": true },
+        ? { "logical-id": intResult(id), online: true, "can-offline": false }
+        : { "logical-id": intResult(id), online: status !== "0", "can-offline": true },
     );
   }
   return out;
@@ -280,7 +269,11 @@ export async function getMemoryBlocks(sys: SystemAccess): Promise<MemoryBlock[]>
     if (!entry.name.startsWith("memory") || !entry.isDirectory) continue;
     const index = strtoul10(entry.name.slice(6));
     const dir = `${MEMORY_DIR}memory${index}/`;
-    const block: MemoryBlock = { "phys-index": u64(index), online: true, "can-offline": false };
+    const block: MemoryBlock = {
+      "phys-index": intResult(index),
+      online: true,
+      "can-offline": false,
+    };
     let state: string | null;
     try {
       state = await readSysfs(sys, dir, "state", 10);
@@ -320,7 +313,7 @@ async function setMemoryBlock(
   memoryDirError: unknown,
 ): Promise<MemoryBlockResponse> {
   const result: MemoryBlockResponse = {
-    "phys-index": u64(block["phys-index"]),
+    "phys-index": intResult(block["phys-index"]),
     response: "success",
   };
   if (memoryDirError !== undefined) {
@@ -401,11 +394,10 @@ export function parseHexSize(s: string): number | bigint {
   const m = /^\s*([+-]?)(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]+)/.exec(s.slice(0, 20));
   if (!m) return 0;
   let v = BigInt(`0x${m[2]}`);
-  const max = 2n ** 63n - 1n;
-  if (v > max) v = m[1] === "-" ? max + 1n : max;
+  if (v > INT64_MAX) v = m[1] === "-" ? INT64_MAX + 1n : INT64_MAX;
   if (m[1] === "-") v = -v;
   // strtol's long becomes the uint64 `size`.
-  return u64(BigInt.asUintN(64, v));
+  return intResult(BigInt.asUintN(64, v));
 }
 
 /** Reads the memory block size. */
@@ -519,7 +511,7 @@ export function parseCpuStats(text: string, clkTck: number): CpuStats[] {
     }
     const i = v.length + 1; // sscanf's count includes the name
     if (i < 5) break;
-    const ms = (k: number) => u64(BigInt.asUintN(64, v[k]! * 1000n) / tck);
+    const ms = (k: number) => intResult(BigInt.asUintN(64, v[k]! * 1000n) / tck);
     const stat: CpuStats = {
       type: "linux",
       cpu: atoi(name.slice(3)),

@@ -23,8 +23,8 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { enumType, int, str, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { enumType, int, str, struct } from "../protocol/types.ts";
 import { type SystemAccess, toSysError } from "../system/mod.ts";
 
 /** GuestDiskBusType (2.2; `nvme` since 7.1). */

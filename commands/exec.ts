@@ -13,9 +13,9 @@
  */
 
 import { constants as osConstants } from "node:os";
-import { QgaError } from "../schema/errors.ts";
-import { decodeQemuBase64, encodeBase64 } from "../schema/base64.ts";
-import { alternate, array, bool, enumType, int, str, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { decodeQemuBase64, encodeBase64 } from "../protocol/base64.ts";
+import { alternate, array, bool, enumType, int, str, struct } from "../protocol/types.ts";
 import { strerror } from "../system/mod.ts";
 import { openSharedOutput, type SharedOutput, sharedOutputPath } from "../system/shared_output.ts";
 import { type Context, defineCommand } from "./types.ts";

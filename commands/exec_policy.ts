@@ -19,7 +19,7 @@
 
 import { realpathSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import { QgaError } from "../schema/errors.ts";
+import { QgaError } from "../protocol/errors.ts";
 import { strerror } from "../system/mod.ts";
 
 /** Where programs live; read grants for the lookup when file roots narrow the agent's reads. */

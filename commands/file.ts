@@ -34,9 +34,10 @@ import {
   unlinkSync,
   writeSync,
 } from "node:fs";
-import { decodeQemuBase64 } from "../schema/base64.ts";
-import { QgaError } from "../schema/errors.ts";
-import { alternate, base64Str, bool, enumType, int, str, struct } from "../schema/types.ts";
+import { decodeQemuBase64 } from "../protocol/base64.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { INT64_MAX } from "../protocol/int64.ts";
+import { alternate, base64Str, bool, enumType, int, str, struct } from "../protocol/types.ts";
 import { strerror, SysError, toSysError } from "../system/mod.ts";
 import { type CommandDef, type Context, defineCommand, type Needs } from "./types.ts";
 import { checkFileAccess, fileGrants, policyError, stillSameFile } from "./file_policy.ts";
@@ -51,7 +52,6 @@ export const READ_COUNT_MAX = 50331648n;
 export const MAX_OPEN_FILES = 1024;
 /** DEFAULT_NEW_FILE_MODE. */
 const NEW_FILE_MODE = 0o666;
-const INT64_MAX = 2n ** 63n - 1n;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** Linux O_ACCMODE (node:fs in Deno does not export it). */
 const O_ACCMODE = 3;

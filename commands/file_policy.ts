@@ -21,7 +21,7 @@
 import { realpathSync, statSync } from "node:fs";
 import process from "node:process";
 import type { AgentOptions } from "../config/options.ts";
-import { QgaError } from "../schema/errors.ts";
+import { QgaError } from "../protocol/errors.ts";
 import { toSysError } from "../system/mod.ts";
 
 /** The Deno path grants the agent needs for guest-file-open. */

@@ -10,8 +10,9 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { array, bool, int, str, struct, type TypeDesc, uint64 } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { intResult } from "../protocol/int64.ts";
+import { array, bool, int, str, struct, type TypeDesc, uint64 } from "../protocol/types.ts";
 import type { SysDirEntry, SystemAccess } from "../system/mod.ts";
 import { toSysError } from "../system/mod.ts";
 import { buildMountList } from "./mount_list.ts";
@@ -28,11 +29,6 @@ import {
   udevDevice,
   walkDevice,
 } from "./disk_address.ts";
-
-/** A uint64 as a number when it is exactly representable, else a bigint. */
-function u64(v: bigint): number | bigint {
-  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-}
 
 // ---------------------------------------------------------------------------------
 // guest-get-fsinfo
@@ -79,9 +75,9 @@ export async function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
       const frsize = BigInt(st.frsize);
       const used = BigInt.asUintN(64, BigInt(st.blocks) - BigInt(st.bfree));
       const nonrootTotal = BigInt.asUintN(64, used + BigInt(st.bavail));
-      fs["used-bytes"] = u64(BigInt.asUintN(64, used * frsize));
-      fs["total-bytes"] = u64(BigInt.asUintN(64, nonrootTotal * frsize));
-      fs["total-bytes-privileged"] = u64(BigInt.asUintN(64, BigInt(st.blocks) * frsize));
+      fs["used-bytes"] = intResult(BigInt.asUintN(64, used * frsize));
+      fs["total-bytes"] = intResult(BigInt.asUintN(64, nonrootTotal * frsize));
+      fs["total-bytes-privileged"] = intResult(BigInt.asUintN(64, BigInt(st.blocks) * frsize));
     } catch {
       // statvfs failed: qemu-ga leaves the sizes out.
     }
@@ -128,13 +124,6 @@ export interface TrimResult {
   trimmed?: number | bigint;
   minimum?: number | bigint;
   error?: string;
-}
-
-/** An int64 as a number when exactly representable. */
-function i64(v: bigint): number | bigint {
-  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)
-    ? Number(v)
-    : v;
 }
 
 /**
@@ -205,8 +194,8 @@ export const guestFstrim = defineCommand<{ minimum?: bigint }, { paths: TrimResu
       if ("error" in parsed) {
         result.error = parsed.error;
       } else {
-        result.minimum = i64(BigInt.asIntN(64, minimum));
-        result.trimmed = i64(BigInt.asIntN(64, parsed.trimmed));
+        result.minimum = intResult(BigInt.asIntN(64, minimum));
+        result.trimmed = intResult(BigInt.asIntN(64, parsed.trimmed));
       }
     }
     return { paths };
@@ -428,7 +417,7 @@ export function parseDiskstats(text: string): DiskStatsInfo[] {
       v.push(widths[n] === 32 ? BigInt.asUintN(32, x) : x);
     }
     if (n < 7) continue;
-    const at = (i: number) => u64(v[i]!);
+    const at = (i: number) => intResult(v[i]!);
     const stats: Record<string, number | bigint> = {};
     if (n === 7) {
       stats["read-ios"] = at(3);

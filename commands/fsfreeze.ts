@@ -21,8 +21,8 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { array, enumType, int, str, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { array, enumType, int, str, struct } from "../protocol/types.ts";
 import { strerror, SysError } from "../system/mod.ts";
 import { buildMountList, type Mount } from "./mount_list.ts";
 import { isSandboxRefusal, runGaCommand } from "./run_command.ts";

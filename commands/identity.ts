@@ -9,8 +9,8 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { array, int, number, str, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { array, int, number, str, struct } from "../protocol/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import { SysError } from "../system/mod.ts";
 import { defineCommand } from "./types.ts";

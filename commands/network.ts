@@ -20,15 +20,11 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { array, enumType, int, str, struct, uint64 } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { intResult } from "../protocol/int64.ts";
+import { array, enumType, int, str, struct, uint64 } from "../protocol/types.ts";
 import { type NetSnapshot, strerror, type SystemAccess, toSysError } from "../system/mod.ts";
 import { defineCommand } from "./types.ts";
-
-/** A uint64 as a number when it is exactly representable, else a bigint. */
-function u64(v: bigint): number | bigint {
-  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-}
 
 // ---------------------------------------------------------------------------------
 // Address text
@@ -199,7 +195,7 @@ export function netDevStats(text: string, name: string): Record<string, number |
       v.push(BigInt.asUintN(64, BigInt(m[0])));
     }
     if (v.length !== 16) continue;
-    const at = (i: number) => u64(v[i]!);
+    const at = (i: number) => intResult(v[i]!);
     return {
       "rx-bytes": at(0),
       "rx-packets": at(1),
@@ -408,7 +404,7 @@ export function parseRouteV6(text: string): NetworkRoute[] {
     const destination = routeIPv6(t[0]!.slice(0, 32));
     if (destination === null) continue;
     const route: NetworkRoute = { iface: t[9]!, destination, metric, version: 6 };
-    route.flags = u64(BigInt.asUintN(64, BigInt(flags)));
+    route.flags = intResult(BigInt.asUintN(64, BigInt(flags)));
     route.refcnt = refcnt;
     route.use = use;
     route.desprefixlen = String(desLen);

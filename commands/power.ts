@@ -8,8 +8,8 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { str, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { str, struct } from "../protocol/types.ts";
 import { SysError } from "../system/mod.ts";
 import {
   checkRunResult,

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
+import { QgaError } from "../protocol/errors.ts";
 import { type ProgramRequest, strerror, SysError } from "../system/mod.ts";
 import { invocation } from "../helper/programs.ts";
 import type { Context, RunResult } from "./types.ts";

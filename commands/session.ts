@@ -5,7 +5,7 @@
  * @module
  */
 
-import { array, bool, int, str, struct } from "../schema/types.ts";
+import { array, bool, int, str, struct } from "../protocol/types.ts";
 import { defineCommand } from "./types.ts";
 
 const SyncArgs = struct("", { id: int });

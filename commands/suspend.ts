@@ -8,7 +8,7 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
+import { QgaError } from "../protocol/errors.ts";
 import { type ProgramRequest, SysError } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";

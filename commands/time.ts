@@ -10,8 +10,8 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { int, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { int, struct } from "../protocol/types.ts";
 import { defineCommand } from "./types.ts";
 import { isSandboxRefusal, runGaCommand } from "./run_command.ts";
 import { localZone } from "./identity.ts";

@@ -9,7 +9,7 @@
 import type { AgentOptions } from "../config/options.ts";
 import type { ProgramResult, SystemAccess } from "../system/mod.ts";
 import type { AgentEnvironment } from "../system/environment.ts";
-import type { StructDesc, TypeDesc } from "../schema/types.ts";
+import type { StructDesc, TypeDesc } from "../protocol/types.ts";
 
 /**
  * What a command needs from the sandbox. The agent checks these at start-up: a

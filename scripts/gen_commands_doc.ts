@@ -9,7 +9,7 @@
 
 import { COMMANDS, QEMU_GA_LINUX_COMMANDS } from "../commands/mod.ts";
 import { defaultOptions } from "../config/options.ts";
-import type { TypeDesc } from "../schema/types.ts";
+import type { TypeDesc } from "../protocol/types.ts";
 import { needsOf } from "../agent/permissions.ts";
 
 function typeName(t: TypeDesc): string {

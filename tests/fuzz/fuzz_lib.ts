@@ -15,10 +15,10 @@
  */
 
 import { COMMANDS } from "../../commands/mod.ts";
-import { NO_ARGS, type StructDesc, type TypeDesc } from "../../schema/types.ts";
-import { validateArguments } from "../../schema/validate.ts";
-import { JsonStream } from "../../transport/json_stream.ts";
-import { isObject } from "../../schema/value.ts";
+import { NO_ARGS, type StructDesc, type TypeDesc } from "../../protocol/types.ts";
+import { validateArguments } from "../../protocol/validate.ts";
+import { JsonStream } from "../../protocol/json_stream.ts";
+import { isObject } from "../../protocol/value.ts";
 
 const enc = new TextEncoder();
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { decodeQemuBase64 } from "../../schema/base64.ts";
+import { decodeQemuBase64 } from "../../protocol/base64.ts";
 import {
   guestFileClose,
   guestFileFlush,
@@ -11,7 +11,7 @@ import {
   READ_COUNT_MAX,
 } from "../../commands/file.ts";
 import type { Context } from "../../commands/types.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 
 const te = new TextEncoder();

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { type SysDirEntry, SysError, type SysStatfs, type SystemAccess } from "../../system/mod.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
-import { successReply } from "../../schema/json_writer.ts";
+import { successReply } from "../../protocol/json_writer.ts";
 import type { CommandDef, RunResult } from "../../commands/types.ts";
 import {
   FSTRIM,

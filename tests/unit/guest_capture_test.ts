@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { FixtureSystem } from "../../system/fixture.ts";
-import { successReply } from "../../schema/json_writer.ts";
-import type { TypeDesc } from "../../schema/types.ts";
+import { successReply } from "../../protocol/json_writer.ts";
+import type { TypeDesc } from "../../protocol/types.ts";
 import { getDisks, getFsinfo, guestGetDisks, guestGetFsinfo } from "../../commands/filesystems.ts";
 import { getVcpus, guestGetVcpus } from "../../commands/cpu_memory.ts";
 

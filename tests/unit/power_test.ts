@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { guestShutdown } from "../../commands/power.ts";
 import type { RunResult } from "../../commands/types.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { SysError } from "../../system/mod.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 

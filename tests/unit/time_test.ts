@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { DATE_PATH, guestGetTime, guestSetTime, HWCLOCK_PATH } from "../../commands/time.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 import type { RunResult } from "../../commands/types.ts";

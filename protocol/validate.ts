@@ -13,8 +13,6 @@ import type { StructDesc, TypeDesc } from "./types.ts";
 import { type JsonObject, type JsonValue, QNum } from "./value.ts";
 import { qdictOrder } from "./json_writer.ts";
 
-const INT64_MAX = 2n ** 63n - 1n;
-
 /** g_str_hash (djb2 over signed chars), as GLib computes it. */
 function gStrHash(key: string): number {
   let h = 5381;
@@ -227,9 +225,4 @@ function visit(v: JsonValue, t: TypeDesc, full: string, plain: string | null): u
       return visit(v, branch, full, plain);
     }
   }
-}
-
-/** True when `v` fits int64 (helper for handlers that re-check ranges). */
-export function fitsInt64(v: bigint): boolean {
-  return v >= -(2n ** 63n) && v <= INT64_MAX;
 }

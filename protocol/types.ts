@@ -2,8 +2,8 @@
  * Type descriptors: the QAPI schema of qemu-ga expressed as data.
  *
  * One descriptor drives three things: argument validation with qemu-ga's exact
- * error texts (schema/validate.ts), reply serialization in qemu-ga's member order
- * (schema/json_writer.ts), and the generated docs/commands.md.
+ * error texts (protocol/validate.ts), reply serialization in qemu-ga's member order
+ * (protocol/json_writer.ts), and the generated docs/commands.md.
  *
  * Struct members are declared in schema order; a leading `*` marks an optional
  * member, as in qapi-schema.json:

@@ -17,8 +17,9 @@
  * @module
  */
 
-import { type JsonValue, QNum } from "../schema/value.ts";
-import { bytesToQemuString } from "../schema/json_writer.ts";
+import { type JsonValue, QNum } from "./value.ts";
+import { bytesToQemuString } from "./json_writer.ts";
+import { INT64_MAX, INT64_MIN, UINT64_MAX } from "./int64.ts";
 
 /** Limits of qemu's streamer (json-streamer.c / json-lexer.c). */
 export const LIMITS = {
@@ -411,10 +412,6 @@ function modUtf8(b: Uint8Array, at: number, end: number): [number, number] {
   if (cp < minCp && !(cp === 0 && len === 2)) return [-1, len];
   return [cp, len];
 }
-
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-const UINT64_MAX = 2n ** 64n - 1n;
 
 /** Recursive-descent parser over one message's tokens (json-parser.c). */
 class Parser {
