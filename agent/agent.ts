@@ -8,7 +8,7 @@
  */
 
 import type { AgentOptions } from "../config/options.ts";
-import type { CommandDef, Context } from "../commands/types.ts";
+import type { Command, Context } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import { type AgentEnvironment, fixedEnvironment } from "../system/environment.ts";
 import { toSysError } from "../system/mod.ts";
@@ -28,7 +28,7 @@ const encoder = new TextEncoder();
 /** What the agent is built from. */
 export interface AgentInit {
   options: AgentOptions;
-  commands: readonly CommandDef<never, unknown>[];
+  commands: readonly Command[];
   sys: SystemAccess;
   /** The environment variables commands read; none when omitted (tests). */
   env?: AgentEnvironment;

@@ -9,7 +9,7 @@
 
 import inspector from "node:inspector";
 import type { AgentOptions } from "../config/options.ts";
-import type { CommandDef } from "../commands/types.ts";
+import type { Command } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import type { AgentEnvironment } from "../system/environment.ts";
 import type { Transport } from "../transport/connection.ts";
@@ -17,9 +17,6 @@ import { Agent } from "./agent.ts";
 import { AgentLog, type LogSink } from "./log.ts";
 import { channelNeedsHelper, needsOf, sandboxDisabled } from "./permissions.ts";
 import type { InitRequest } from "../helper/protocol.ts";
-
-// deno-lint-ignore no-explicit-any
-type AnyCommand = CommandDef<any, unknown>;
 
 /** The privileged helper as the start-up code sees it. */
 export interface HelperHandle {
@@ -30,7 +27,7 @@ export interface HelperHandle {
 /** What main.ts plugs in. */
 export interface RunDeps<H extends HelperHandle> {
   options: AgentOptions;
-  commands: readonly AnyCommand[];
+  commands: readonly Command[];
   version: string;
   /** The environment variables the agent reads, read once at start-up. */
   environment: AgentEnvironment;

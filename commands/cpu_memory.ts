@@ -10,7 +10,17 @@
 
 import { QgaError } from "../protocol/errors.ts";
 import { INT64_MAX, intResult } from "../protocol/int64.ts";
-import { array, bool, enumType, int, number, struct, uint64 } from "../protocol/types.ts";
+import {
+  array,
+  bool,
+  enumType,
+  type Infer,
+  int,
+  number,
+  type Returned,
+  struct,
+  uint64,
+} from "../protocol/types.ts";
 import { type SystemAccess, toSysError } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
 
@@ -59,12 +69,9 @@ export const GuestLogicalProcessor = struct("GuestLogicalProcessor", {
   "*can-offline": bool,
 });
 
-/** A GuestLogicalProcessor value as returned. */
-export interface LogicalProcessor {
-  "logical-id": number | bigint;
-  online: boolean;
-  "can-offline": boolean;
-}
+/** A GuestLogicalProcessor as reported, and as requested. */
+type LogicalProcessor = Returned<typeof GuestLogicalProcessor>;
+type VcpuRequest = Infer<typeof GuestLogicalProcessor>;
 
 const CPU_DIR = "/sys/devices/system/cpu";
 
@@ -106,7 +113,7 @@ export async function getVcpus(sys: SystemAccess): Promise<LogicalProcessor[]> {
 }
 
 /** guest-get-vcpus. */
-export const guestGetVcpus = defineCommand<Record<string, never>, LogicalProcessor[]>({
+export const guestGetVcpus = defineCommand({
   name: "guest-get-vcpus",
   since: "1.5",
   doc: "Lists the logical processors and whether each is online and can be offlined",
@@ -114,13 +121,6 @@ export const guestGetVcpus = defineCommand<Record<string, never>, LogicalProcess
   needs: { helper: ["read"] },
   handler: (_args, ctx) => getVcpus(ctx.sys),
 });
-
-/** One vCPU of a guest-set-vcpus request. */
-export interface VcpuRequest {
-  "logical-id": bigint;
-  online: boolean;
-  "can-offline"?: boolean;
-}
 
 /** Brings one vCPU to the requested state (transfer_vcpu, vcpu-to-system direction). */
 async function setVcpu(sys: SystemAccess, vcpu: VcpuRequest): Promise<void> {
@@ -163,7 +163,7 @@ export async function setVcpus(sys: SystemAccess, vcpus: readonly VcpuRequest[])
 }
 
 /** guest-set-vcpus. */
-export const guestSetVcpus = defineCommand<{ vcpus: VcpuRequest[] }, number>({
+export const guestSetVcpus = defineCommand({
   name: "guest-set-vcpus",
   since: "1.5",
   doc: "Brings logical processors online or offline; returns how many requests were processed",
@@ -198,29 +198,12 @@ export const GuestMemoryBlockResponse = struct("GuestMemoryBlockResponse", {
   "*error-code": int,
 });
 
+type MemoryBlock = Returned<typeof GuestMemoryBlock>;
+type MemoryBlockRequest = Infer<typeof GuestMemoryBlock>;
+type MemoryBlockResponse = Returned<typeof GuestMemoryBlockResponse>;
+
 /** GuestMemoryBlockInfo (2.3). */
 export const GuestMemoryBlockInfo = struct("GuestMemoryBlockInfo", { size: uint64 });
-
-/** A GuestMemoryBlock value as returned. */
-export interface MemoryBlock {
-  "phys-index": number | bigint;
-  online: boolean;
-  "can-offline": boolean;
-}
-
-/** One block of a guest-set-memory-blocks request. */
-export interface MemoryBlockRequest {
-  "phys-index": bigint;
-  online: boolean;
-  "can-offline"?: boolean;
-}
-
-/** A GuestMemoryBlockResponse value. */
-export interface MemoryBlockResponse {
-  "phys-index": number | bigint;
-  response: "success" | "not-found" | "operation-not-supported" | "operation-failed";
-  "error-code"?: number;
-}
 
 const MEMORY_DIR = "/sys/devices/system/memory/";
 
@@ -297,7 +280,7 @@ export async function getMemoryBlocks(sys: SystemAccess): Promise<MemoryBlock[]>
 }
 
 /** guest-get-memory-blocks. */
-export const guestGetMemoryBlocks = defineCommand<Record<string, never>, MemoryBlock[]>({
+export const guestGetMemoryBlocks = defineCommand({
   name: "guest-get-memory-blocks",
   since: "2.3",
   doc: "Lists the memory blocks and whether each is online and can be offlined",
@@ -373,10 +356,7 @@ export async function setMemoryBlocks(
 }
 
 /** guest-set-memory-blocks. */
-export const guestSetMemoryBlocks = defineCommand<
-  { "mem-blks": MemoryBlockRequest[] },
-  MemoryBlockResponse[]
->({
+export const guestSetMemoryBlocks = defineCommand({
   name: "guest-set-memory-blocks",
   since: "2.3",
   doc: "Brings memory blocks online or offline; one response per requested block",
@@ -412,10 +392,7 @@ export async function getMemoryBlockInfo(sys: SystemAccess): Promise<{ size: num
 }
 
 /** guest-get-memory-block-info. */
-export const guestGetMemoryBlockInfo = defineCommand<
-  Record<string, never>,
-  { size: number | bigint }
->({
+export const guestGetMemoryBlockInfo = defineCommand({
   name: "guest-get-memory-block-info",
   since: "2.3",
   doc: "Reports the size of a memory block in bytes",
@@ -446,21 +423,7 @@ export const GuestCpuStats = struct("GuestCpuStats", {
   "*guestnice": uint64,
 });
 
-/** A GuestCpuStats value. */
-export interface CpuStats {
-  type: "linux";
-  cpu: number;
-  user: number | bigint;
-  nice: number | bigint;
-  system: number | bigint;
-  idle: number | bigint;
-  iowait?: number | bigint;
-  irq?: number | bigint;
-  softirq?: number | bigint;
-  steal?: number | bigint;
-  guest?: number | bigint;
-  guestnice?: number | bigint;
-}
+type CpuStats = Returned<typeof GuestCpuStats>;
 
 /** AT_CLKTCK, the auxiliary vector entry carrying sysconf(_SC_CLK_TCK). */
 const AT_CLKTCK = 17n;
@@ -544,7 +507,7 @@ async function clkTck(ctx: Context): Promise<number> {
 }
 
 /** guest-get-cpustats. */
-export const guestGetCpustats = defineCommand<Record<string, never>, CpuStats[]>({
+export const guestGetCpustats = defineCommand({
   name: "guest-get-cpustats",
   since: "7.1",
   doc: "Reports the time each CPU spent in each state, in milliseconds (/proc/stat)",
@@ -571,12 +534,7 @@ export const GuestLoadAverage = struct("GuestLoadAverage", {
   load15m: number,
 });
 
-/** A GuestLoadAverage value. */
-export interface LoadAverage {
-  load1m: number;
-  load5m: number;
-  load15m: number;
-}
+type LoadAverage = Returned<typeof GuestLoadAverage>;
 
 /**
  * getloadavg(3) as glibc implements it on Linux: the first three numbers of
@@ -596,7 +554,7 @@ export function parseLoadavg(text: string): LoadAverage | null {
 }
 
 /** guest-get-load. */
-export const guestGetLoad = defineCommand<Record<string, never>, LoadAverage>({
+export const guestGetLoad = defineCommand({
   name: "guest-get-load",
   since: "10.0",
   doc: "Reports the 1, 5 and 15 minute load averages",

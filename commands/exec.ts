@@ -15,7 +15,17 @@
 import { constants as osConstants } from "node:os";
 import { QgaError } from "../protocol/errors.ts";
 import { decodeQemuBase64, encodeBase64 } from "../protocol/base64.ts";
-import { alternate, array, bool, enumType, int, str, struct } from "../protocol/types.ts";
+import {
+  alternate,
+  array,
+  bool,
+  enumType,
+  type Infer,
+  int,
+  type Returned,
+  str,
+  struct,
+} from "../protocol/types.ts";
 import { strerror } from "../system/mod.ts";
 import { openSharedOutput, type SharedOutput, sharedOutputPath } from "../system/shared_output.ts";
 import { type Context, defineCommand } from "./types.ts";
@@ -31,25 +41,34 @@ const CAPTURE_MODES = ["none", "stdout", "stderr", "separated", "merged"] as con
 /** GuestExecCaptureOutputMode. */
 export type CaptureMode = typeof CAPTURE_MODES[number];
 
+/** guest-exec's arguments. */
+const GuestExecArgs = struct("guest-exec-arg", {
+  path: str,
+  "*arg": array(str),
+  "*env": array(str),
+  "*input-data": str,
+  "*capture-output": alternate("GuestExecCaptureOutput", {
+    bool,
+    str: enumType("GuestExecCaptureOutputMode", CAPTURE_MODES),
+  }),
+});
+
 /** guest-exec arguments as the dispatcher hands them over. */
-export interface ExecArgs {
-  path: string;
-  arg?: string[];
-  env?: string[];
-  "input-data"?: string;
-  "capture-output"?: boolean | CaptureMode;
-}
+export type ExecArgs = Infer<typeof GuestExecArgs>;
+
+/** GuestExecStatus. */
+const GuestExecStatus = struct("GuestExecStatus", {
+  exited: bool,
+  "*exitcode": int,
+  "*signal": int,
+  "*out-data": str,
+  "*err-data": str,
+  "*out-truncated": bool,
+  "*err-truncated": bool,
+});
 
 /** GuestExecStatus as returned (optional members omitted). */
-export interface ExecStatus {
-  exited: boolean;
-  exitcode?: number;
-  signal?: number;
-  "out-data"?: string;
-  "err-data"?: string;
-  "out-truncated"?: boolean;
-  "err-truncated"?: boolean;
-}
+export type ExecStatus = Returned<typeof GuestExecStatus>;
 
 /** One captured stream: at most {@link EXEC_MAX_OUTPUT} bytes kept, the rest drained. */
 class Capture {
@@ -249,7 +268,7 @@ async function sharedOutput(ctx: Context): Promise<SharedOutput | null> {
 }
 
 /** guest-exec: starts a program in the background and returns its pid. */
-export const guestExec = defineCommand<ExecArgs, { pid: number }>({
+export const guestExec = defineCommand({
   name: "guest-exec",
   since: "2.5",
   doc: "Execute a command in the guest; poll guest-exec-status for its result",
@@ -268,16 +287,7 @@ export const guestExec = defineCommand<ExecArgs, { pid: number }>({
     "without `=` are dropped (Deno cannot pass them); for duplicated names the first wins, as " +
     "getenv sees it; the child's environment is ordered by name (Deno sorts it). A script without #! is run the way the kernel and Deno allow (GLib would " +
     "retry it with /bin/sh).",
-  args: struct("guest-exec-arg", {
-    path: str,
-    "*arg": array(str),
-    "*env": array(str),
-    "*input-data": str,
-    "*capture-output": alternate("GuestExecCaptureOutput", {
-      bool,
-      str: enumType("GuestExecCaptureOutputMode", CAPTURE_MODES),
-    }),
-  }),
+  args: GuestExecArgs,
   returns: struct("GuestExec", { pid: int }),
   sensitive: ["input-data", "env"],
   needs: (options) => {
@@ -352,7 +362,7 @@ export const guestExec = defineCommand<ExecArgs, { pid: number }>({
 });
 
 /** guest-exec-status: reports a guest-exec process; a finished one is then forgotten. */
-export const guestExecStatus = defineCommand<{ pid: bigint }, ExecStatus>({
+export const guestExecStatus = defineCommand({
   name: "guest-exec-status",
   since: "2.5",
   doc: "Get the status of a process started by guest-exec, its output once it has finished",
@@ -360,15 +370,7 @@ export const guestExecStatus = defineCommand<{ pid: bigint }, ExecStatus>({
     "(a format-string bug upstream since 8.2; 7.2 says `Invalid parameter 'pid'`): clients only " +
     "test for an error, and the differential suite compares against 10.2.",
   args: struct("guest-exec-status-arg", { pid: int }),
-  returns: struct("GuestExecStatus", {
-    exited: bool,
-    "*exitcode": int,
-    "*signal": int,
-    "*out-data": str,
-    "*err-data": str,
-    "*out-truncated": bool,
-    "*err-truncated": bool,
-  }),
+  returns: GuestExecStatus,
   needs: {},
   handler(args, ctx) {
     const table = execTable(ctx);

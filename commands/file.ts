@@ -39,7 +39,7 @@ import { QgaError } from "../protocol/errors.ts";
 import { INT64_MAX } from "../protocol/int64.ts";
 import { alternate, base64Str, bool, enumType, int, str, struct } from "../protocol/types.ts";
 import { strerror, SysError, toSysError } from "../system/mod.ts";
-import { type CommandDef, type Context, defineCommand, type Needs } from "./types.ts";
+import { type Context, defineCommand, type Needs } from "./types.ts";
 import { checkFileAccess, fileGrants, policyError, stillSameFile } from "./file_policy.ts";
 import type { AgentOptions } from "../config/options.ts";
 
@@ -132,14 +132,10 @@ function files(ctx: Context): Map<bigint, GuestFile> {
   return ctx.store("guest-file", () => new Map<bigint, GuestFile>());
 }
 
-function asBig(v: bigint | number): bigint {
-  return typeof v === "bigint" ? v : BigInt(v);
-}
-
 /** guest_file_handle_find. */
-function findHandle(ctx: Context, id: bigint | number): GuestFile {
-  const f = files(ctx).get(asBig(id));
-  if (!f) throw new QgaError(`handle '${asBig(id)}' has not been found`);
+function findHandle(ctx: Context, id: bigint): GuestFile {
+  const f = files(ctx).get(id);
+  if (!f) throw new QgaError(`handle '${id}' has not been found`);
   return f;
 }
 
@@ -168,12 +164,6 @@ function closeQuietly(fd: number): void {
   }
 }
 
-/** Arguments of guest-file-open. */
-export interface FileOpenArgs {
-  path: string;
-  mode?: string;
-}
-
 /** Needs of guest-file-open: the policy's read and write grants. */
 function openNeeds(options: AgentOptions): Needs {
   const g = fileGrants(options);
@@ -181,7 +171,7 @@ function openNeeds(options: AgentOptions): Needs {
 }
 
 /** guest-file-open. */
-export const guestFileOpen: CommandDef<FileOpenArgs, bigint> = defineCommand({
+export const guestFileOpen = defineCommand({
   name: "guest-file-open",
   since: "0.15.0",
   doc: "Open a file in the guest and return a handle for the other guest-file commands.",
@@ -276,13 +266,8 @@ export const guestFileOpen: CommandDef<FileOpenArgs, bigint> = defineCommand({
   },
 });
 
-/** Arguments naming a handle. */
-export interface HandleArgs {
-  handle: bigint | number;
-}
-
 /** guest-file-close. */
-export const guestFileClose: CommandDef<HandleArgs, Record<string, never>> = defineCommand({
+export const guestFileClose = defineCommand({
   name: "guest-file-close",
   since: "0.15.0",
   doc: "Close an open file in the guest.",
@@ -291,30 +276,15 @@ export const guestFileClose: CommandDef<HandleArgs, Record<string, never>> = def
   args: struct("guest-file-close-arg", { handle: int }),
   needs: {},
   handler(args, ctx) {
-    const id = asBig(args.handle);
-    const f = findHandle(ctx, id);
-    files(ctx).delete(id);
+    const f = findHandle(ctx, args.handle);
+    files(ctx).delete(args.handle);
     try {
       closeSync(f.fd);
     } catch (e) {
       throw new QgaError(`failed to close handle: ${toSysError(e).strerror}`);
     }
-    return {};
   },
 });
-
-/** Arguments of guest-file-read. */
-export interface FileReadArgs {
-  handle: bigint | number;
-  count?: bigint | number;
-}
-
-/** Result of guest-file-read. */
-export interface FileReadResult {
-  count: number;
-  "buf-b64": string;
-  eof: boolean;
-}
 
 /**
  * fread(count): reads until `count` bytes, EOF or an error. The buffer starts at
@@ -362,7 +332,7 @@ function readUpTo(f: GuestFile, count: number): { data: Uint8Array; eof: boolean
 }
 
 /** guest-file-read. */
-export const guestFileRead: CommandDef<FileReadArgs, FileReadResult> = defineCommand({
+export const guestFileRead = defineCommand({
   name: "guest-file-read",
   since: "0.15.0",
   doc: "Read from an open file in the guest; the data is base64-encoded.",
@@ -371,7 +341,7 @@ export const guestFileRead: CommandDef<FileReadArgs, FileReadResult> = defineCom
   needs: {},
   handler(args, ctx) {
     const f = findHandle(ctx, args.handle);
-    const count = args.count === undefined ? READ_COUNT_DEFAULT : asBig(args.count);
+    const count = args.count ?? READ_COUNT_DEFAULT;
     if (count < 0n || count > READ_COUNT_MAX) throw invalidCount(count);
     // A read after a write flushes first; writes went through already.
     if (f.state === RwState.Writing) f.state = RwState.New;
@@ -384,19 +354,6 @@ export const guestFileRead: CommandDef<FileReadArgs, FileReadResult> = defineCom
     return { count: data.length, "buf-b64": data.length ? data.toBase64() : "", eof };
   },
 });
-
-/** Arguments of guest-file-write. */
-export interface FileWriteArgs {
-  handle: bigint | number;
-  "buf-b64": string;
-  count?: bigint | number;
-}
-
-/** Result of guest-file-write. */
-export interface FileWriteResult {
-  count: number;
-  eof: boolean;
-}
 
 /** fwrite: writes everything or fails; returns nothing (the count is the request). */
 function writeAll(f: GuestFile, data: Uint8Array): void {
@@ -419,10 +376,8 @@ function writeAll(f: GuestFile, data: Uint8Array): void {
   f.pos = f.append ? BigInt(fstatSync(f.fd).size) : f.pos + BigInt(done);
 }
 
-/** Whitespace that setFromBase64 skips but qemu-ga's character check refuses. */
-
 /** guest-file-write. */
-export const guestFileWrite: CommandDef<FileWriteArgs, FileWriteResult> = defineCommand({
+export const guestFileWrite = defineCommand({
   name: "guest-file-write",
   since: "0.15.0",
   doc: "Write base64-encoded data to an open file in the guest.",
@@ -440,7 +395,7 @@ export const guestFileWrite: CommandDef<FileWriteArgs, FileWriteResult> = define
       f.state = RwState.New;
     }
     const data = decodeQemuBase64(args["buf-b64"]);
-    const count = args.count === undefined ? BigInt(data.length) : asBig(args.count);
+    const count = args.count ?? BigInt(data.length);
     if (count < 0n || count > BigInt(data.length)) throw invalidCount(count);
     if (count > 0n) writeAll(f, data.subarray(0, Number(count)));
     f.state = RwState.Writing;
@@ -448,23 +403,9 @@ export const guestFileWrite: CommandDef<FileWriteArgs, FileWriteResult> = define
   },
 });
 
-/** Arguments of guest-file-seek. */
-export interface FileSeekArgs {
-  handle: bigint | number;
-  offset: bigint | number;
-  whence: bigint | number | string;
-}
-
-/** Result of guest-file-seek. */
-export interface FileSeekResult {
-  position: bigint;
-  eof: boolean;
-}
-
 /** ga_parse_whence: 0/1/2 or set/cur/end. */
-function parseWhence(w: bigint | number | string): "set" | "cur" | "end" {
-  if (w === "set" || w === "cur" || w === "end") return w;
-  const n = typeof w === "string" ? w : asBig(w);
+function parseWhence(n: bigint | "set" | "cur" | "end"): "set" | "cur" | "end" {
+  if (typeof n === "string") return n;
   if (n === 0n) return "set";
   if (n === 1n) return "cur";
   if (n === 2n) return "end";
@@ -472,7 +413,7 @@ function parseWhence(w: bigint | number | string): "set" | "cur" | "end" {
 }
 
 /** guest-file-seek. */
-export const guestFileSeek: CommandDef<FileSeekArgs, FileSeekResult> = defineCommand({
+export const guestFileSeek = defineCommand({
   name: "guest-file-seek",
   since: "0.15.0",
   doc: "Set the position of an open file in the guest.",
@@ -491,7 +432,7 @@ export const guestFileSeek: CommandDef<FileSeekArgs, FileSeekResult> = defineCom
     let base = 0n;
     if (whence === "cur") base = f.pos;
     else if (whence === "end") base = f.isDir ? INT64_MAX : BigInt(fstatSync(f.fd).size);
-    const position = base + asBig(args.offset);
+    const position = base + args.offset;
     if (position < 0n || position > INT64_MAX) {
       throw new QgaError("failed to seek file: Invalid argument");
     }
@@ -502,7 +443,7 @@ export const guestFileSeek: CommandDef<FileSeekArgs, FileSeekResult> = defineCom
 });
 
 /** guest-file-flush. */
-export const guestFileFlush: CommandDef<HandleArgs, Record<string, never>> = defineCommand({
+export const guestFileFlush = defineCommand({
   name: "guest-file-flush",
   since: "0.15.0",
   doc: "Write buffered data of an open file in the guest to the file.",
@@ -511,7 +452,6 @@ export const guestFileFlush: CommandDef<HandleArgs, Record<string, never>> = def
   handler(args, ctx) {
     const f = findHandle(ctx, args.handle);
     f.state = RwState.New;
-    return {};
   },
 });
 

@@ -12,7 +12,16 @@
 
 import { QgaError } from "../protocol/errors.ts";
 import { intResult } from "../protocol/int64.ts";
-import { array, bool, int, str, struct, type TypeDesc, uint64 } from "../protocol/types.ts";
+import {
+  array,
+  bool,
+  int,
+  type Returned,
+  str,
+  struct,
+  type TypeDesc,
+  uint64,
+} from "../protocol/types.ts";
 import type { SysDirEntry, SystemAccess } from "../system/mod.ts";
 import { toSysError } from "../system/mod.ts";
 import { buildMountList } from "./mount_list.ts";
@@ -21,7 +30,6 @@ import { PROGRAMS } from "../helper/programs.ts";
 import { isSandboxRefusal } from "./run_command.ts";
 import {
   type DeviceWalk,
-  type DiskAddress,
   diskAddress,
   GuestDiskAddress,
   GuestDiskBusType,
@@ -44,16 +52,7 @@ export const GuestFilesystemInfo = struct("GuestFilesystemInfo", {
   disk: array(GuestDiskAddress),
 });
 
-/** A GuestFilesystemInfo value. */
-export interface FilesystemInfo {
-  name: string;
-  mountpoint: string;
-  type: string;
-  "used-bytes"?: number | bigint;
-  "total-bytes"?: number | bigint;
-  "total-bytes-privileged"?: number | bigint;
-  disk: DiskAddress[];
-}
+type FilesystemInfo = Returned<typeof GuestFilesystemInfo>;
 
 /** Builds guest-get-fsinfo's list: one entry per mount, in reverse mount order. */
 export async function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
@@ -87,7 +86,7 @@ export async function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
 }
 
 /** guest-get-fsinfo. */
-export const guestGetFsinfo = defineCommand<Record<string, never>, FilesystemInfo[]>({
+export const guestGetFsinfo = defineCommand({
   name: "guest-get-fsinfo",
   since: "2.2",
   doc: "Lists the mounted filesystems with their sizes and the disks under them",
@@ -113,18 +112,12 @@ export const GuestFilesystemTrimResult = struct("GuestFilesystemTrimResult", {
   "*error": str,
 });
 
+type TrimResult = Returned<typeof GuestFilesystemTrimResult>;
+
 /** GuestFilesystemTrimResponse (2.4). */
 export const GuestFilesystemTrimResponse = struct("GuestFilesystemTrimResponse", {
   paths: array(GuestFilesystemTrimResult),
 });
-
-/** A GuestFilesystemTrimResult value. */
-export interface TrimResult {
-  path: string;
-  trimmed?: number | bigint;
-  minimum?: number | bigint;
-  error?: string;
-}
 
 /**
  * Reads one fstrim(8) run (LC_ALL=C, `-v`) as qemu-ga reads its FITRIM ioctl.
@@ -160,7 +153,7 @@ export function parseFstrim(
 }
 
 /** guest-fstrim. */
-export const guestFstrim = defineCommand<{ minimum?: bigint }, { paths: TrimResult[] }>({
+export const guestFstrim = defineCommand({
   name: "guest-fstrim",
   since: "1.2",
   doc: "Discards unused blocks of every mounted filesystem",
@@ -247,14 +240,7 @@ export const GuestDiskInfo = struct("GuestDiskInfo", {
   "*smart": GuestDiskSmart,
 });
 
-/** A GuestDiskInfo value. */
-export interface DiskInfo {
-  name: string;
-  partition: boolean;
-  dependencies?: string[];
-  address?: DiskAddress;
-  alias?: string;
-}
+type DiskInfo = Returned<typeof GuestDiskInfo>;
 
 /** Partition sub-directories: `<disk><digit>…` or `<disk>p<digit>…`. */
 function isPartitionOf(disk: string, entry: string): boolean {
@@ -332,7 +318,7 @@ export async function getDisks(sys: SystemAccess): Promise<DiskInfo[]> {
 }
 
 /** guest-get-disks. */
-export const guestGetDisks = defineCommand<Record<string, never>, DiskInfo[]>({
+export const guestGetDisks = defineCommand({
   name: "guest-get-disks",
   since: "5.2",
   doc: "Lists the block devices and partitions with their dependencies and addresses",
@@ -374,13 +360,7 @@ export const GuestDiskStatsInfo = struct("GuestDiskStatsInfo", {
   stats: GuestDiskStats,
 });
 
-/** A GuestDiskStatsInfo value. */
-export interface DiskStatsInfo {
-  name: string;
-  major: number;
-  minor: number;
-  stats: Record<string, number | bigint>;
-}
+type DiskStatsInfo = Returned<typeof GuestDiskStatsInfo>;
 
 /** strtoul-style: a decimal token (optional sign), saturated at 2^64-1; null when not a number. */
 function ulong(token: string | undefined): bigint | null {
@@ -454,7 +434,7 @@ export function parseDiskstats(text: string): DiskStatsInfo[] {
 }
 
 /** guest-get-diskstats. */
-export const guestGetDiskstats = defineCommand<Record<string, never>, DiskStatsInfo[]>({
+export const guestGetDiskstats = defineCommand({
   name: "guest-get-diskstats",
   since: "7.1",
   doc: "Reports the I/O counters of every block device (/proc/diskstats)",

@@ -10,7 +10,7 @@
  */
 
 import { QgaError } from "../protocol/errors.ts";
-import { array, int, number, str, struct } from "../protocol/types.ts";
+import { array, int, number, type Returned, str, struct } from "../protocol/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import { SysError } from "../system/mod.ts";
 import { defineCommand } from "./types.ts";
@@ -18,7 +18,7 @@ import { defineCommand } from "./types.ts";
 // ---------------------------------------------------------------- host name
 
 /** guest-get-host-name. */
-export const guestGetHostName = defineCommand<Record<string, never>, { "host-name": string }>({
+export const guestGetHostName = defineCommand({
   name: "guest-get-host-name",
   since: "2.10",
   doc: "Return the guest's host name (gethostname)",
@@ -49,21 +49,18 @@ const USER_PROCESS = 7;
 /** _PATH_UTMP, the file getutxent() reads. */
 export const UTMP_PATH = "/var/run/utmp";
 
-/** One GuestUser. */
-export interface GuestUser {
-  user: string;
-  "login-time": number;
-}
+/** GuestUser. */
+export const GuestUser = struct("GuestUser", { user: str, "login-time": number, "*domain": str });
 
 /**
  * Parses utmp records as qemu-ga's getutxent walk does: USER_PROCESS only, unique
  * by user in order of first appearance, the earliest login time kept; a partial
  * trailing record is ignored, as glibc does.
  */
-export function parseUtmp(data: Uint8Array): GuestUser[] {
+export function parseUtmp(data: Uint8Array): Returned<typeof GuestUser>[] {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const users: GuestUser[] = [];
-  const byName = new Map<string, GuestUser>();
+  const users: Returned<typeof GuestUser>[] = [];
+  const byName = new Map<string, Returned<typeof GuestUser>>();
   const decoder = new TextDecoder();
   for (let off = 0; off + UTMP_SIZE <= data.length; off += UTMP_SIZE) {
     if (view.getInt16(off + UT_TYPE, true) !== USER_PROCESS) continue;
@@ -85,14 +82,14 @@ export function parseUtmp(data: Uint8Array): GuestUser[] {
 }
 
 /** guest-get-users. */
-export const guestGetUsers = defineCommand<Record<string, never>, GuestUser[]>({
+export const guestGetUsers = defineCommand({
   name: "guest-get-users",
   since: "2.10",
   doc: "List the users logged in to the guest (utmp USER_PROCESS records)",
   differences:
     "utmp is parsed directly (glibc's 384-byte struct utmp of 64-bit Linux) instead of " +
     "through getutxent; a user name filling all 32 bytes is cut there (qemu-ga reads on into ut_host).",
-  returns: array(struct("GuestUser", { user: str, "login-time": number, "*domain": str })),
+  returns: array(GuestUser),
   needs: { read: [UTMP_PATH, "/run/utmp"] },
   async handler(_args, ctx) {
     let data: Uint8Array;
@@ -368,10 +365,7 @@ export async function localZone(sys: SystemAccess, src: ZoneSource, now: number)
 }
 
 /** guest-get-timezone. */
-export const guestGetTimezone = defineCommand<
-  Record<string, never>,
-  { zone?: string; offset: number }
->({
+export const guestGetTimezone = defineCommand({
   name: "guest-get-timezone",
   since: "2.10",
   doc: "Return the guest's time zone abbreviation and UTC offset in effect now",
@@ -390,20 +384,22 @@ export const guestGetTimezone = defineCommand<
 // ---------------------------------------------------------------- os info
 
 /** GuestOSInfo; every member optional. */
-export interface GuestOSInfo {
-  "kernel-release"?: string;
-  "kernel-version"?: string;
-  machine?: string;
-  id?: string;
-  name?: string;
-  "pretty-name"?: string;
-  version?: string;
-  "version-id"?: string;
-  variant?: string;
-  "variant-id"?: string;
-}
+export const GuestOSInfo = struct("GuestOSInfo", {
+  "*kernel-release": str,
+  "*kernel-version": str,
+  "*machine": str,
+  "*id": str,
+  "*name": str,
+  "*pretty-name": str,
+  "*version": str,
+  "*version-id": str,
+  "*variant": str,
+  "*variant-id": str,
+});
 
-const OS_KEYS: [string, keyof GuestOSInfo][] = [
+type OsInfo = Returned<typeof GuestOSInfo>;
+
+const OS_KEYS: [string, keyof OsInfo][] = [
   ["ID", "id"],
   ["NAME", "name"],
   ["PRETTY_NAME", "pretty-name"],
@@ -510,8 +506,8 @@ export function unameMachine(arch: string): string {
 export async function osInfo(
   sys: SystemAccess,
   opts: { uname: Uname; osReleaseEnv: string | undefined },
-): Promise<GuestOSInfo> {
-  const info: GuestOSInfo = {
+): Promise<OsInfo> {
+  const info: OsInfo = {
     "kernel-release": opts.uname.release,
     "kernel-version": opts.uname.version,
     machine: opts.uname.machine,
@@ -536,25 +532,14 @@ export async function osInfo(
 }
 
 /** guest-get-osinfo. */
-export const guestGetOsinfo = defineCommand<Record<string, never>, GuestOSInfo>({
+export const guestGetOsinfo = defineCommand({
   name: "guest-get-osinfo",
   since: "2.10",
   doc: "Return the guest's kernel and os-release identification",
   differences: "Single-quoted os-release values are unquoted (`VERSION='a b'` gives `a b`; " +
     "qemu-ga gives `'a`). kernel-version is read from /proc/sys/kernel/version (the same text " +
     "uname(2) reports) and machine is mapped from Deno.build.arch.",
-  returns: struct("GuestOSInfo", {
-    "*kernel-release": str,
-    "*kernel-version": str,
-    "*machine": str,
-    "*id": str,
-    "*name": str,
-    "*pretty-name": str,
-    "*version": str,
-    "*version-id": str,
-    "*variant": str,
-    "*variant-id": str,
-  }),
+  returns: GuestOSInfo,
   needs: {
     env: ["QGA_OS_RELEASE"],
     read: ["/etc/os-release", "/usr/lib/os-release"],

@@ -18,7 +18,7 @@ import {
   programOf,
   runGaCommand,
 } from "./run_command.ts";
-import { type CommandDef, defineCommand, type RunResult } from "./types.ts";
+import { defineCommand, type RunResult } from "./types.ts";
 import type { PowerMode } from "../helper/programs.ts";
 
 const MODES: readonly PowerMode[] = ["powerdown", "halt", "reboot"];
@@ -26,13 +26,8 @@ const MODES: readonly PowerMode[] = ["powerdown", "halt", "reboot"];
 /** Spawn errors that mean access(path, X_OK) would have failed. */
 const NOT_EXECUTABLE = new Set(["ENOENT", "EACCES", "ENOTDIR", "ELOOP"]);
 
-/** Arguments of guest-shutdown. */
-export interface ShutdownArgs {
-  mode?: string;
-}
-
 /** guest-shutdown. */
-export const guestShutdown: CommandDef<ShutdownArgs, Record<string, never>> = defineCommand({
+export const guestShutdown = defineCommand({
   name: "guest-shutdown",
   since: "0.15.0",
   doc: "Power down (default), halt or reboot the guest; no reply on success.",
@@ -57,9 +52,8 @@ export const guestShutdown: CommandDef<ShutdownArgs, Record<string, never>> = de
         checkRunResult(execFailure(programOf(ctx, own), e), "shutdown");
       }
       await runGaCommand(ctx, { program: "shutdown", mode }, "shutdown");
-      return {};
+      return;
     }
     checkRunResult(r, "shutdown");
-    return {};
   },
 });

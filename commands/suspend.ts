@@ -156,7 +156,7 @@ const DIFFERENCES = "systemctl and the pm-utils programs are run by the privileg
   "(/usr/bin/systemctl, /usr/bin/pm-is-supported, /usr/sbin/pm-*), not through PATH.";
 
 /** guest-suspend-disk. */
-export const guestSuspendDisk = defineCommand<Record<string, never>, Record<string, never>>({
+export const guestSuspendDisk = defineCommand({
   name: "guest-suspend-disk",
   since: "1.1",
   doc: "Suspend the guest to disk (hibernate); no reply on success",
@@ -165,12 +165,11 @@ export const guestSuspendDisk = defineCommand<Record<string, never>, Record<stri
   needs: NEEDS,
   async handler(_args, ctx) {
     await guestSuspend(ctx, "disk");
-    return {};
   },
 });
 
 /** guest-suspend-ram. */
-export const guestSuspendRam = defineCommand<Record<string, never>, Record<string, never>>({
+export const guestSuspendRam = defineCommand({
   name: "guest-suspend-ram",
   since: "1.1",
   doc: "Suspend the guest to RAM; no reply on success",
@@ -179,12 +178,11 @@ export const guestSuspendRam = defineCommand<Record<string, never>, Record<strin
   needs: NEEDS,
   async handler(_args, ctx) {
     await guestSuspend(ctx, "ram");
-    return {};
   },
 });
 
 /** guest-suspend-hybrid. */
-export const guestSuspendHybrid = defineCommand<Record<string, never>, Record<string, never>>({
+export const guestSuspendHybrid = defineCommand({
   name: "guest-suspend-hybrid",
   since: "1.1",
   doc: "Save the guest to disk and suspend it to RAM; no reply on success",
@@ -193,6 +191,5 @@ export const guestSuspendHybrid = defineCommand<Record<string, never>, Record<st
   needs: NEEDS,
   async handler(_args, ctx) {
     await guestSuspend(ctx, "hybrid");
-    return {};
   },
 });

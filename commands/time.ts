@@ -29,7 +29,7 @@ export function realTimeNs(): bigint {
 }
 
 /** guest-get-time. */
-export const guestGetTime = defineCommand<Record<string, never>, bigint>({
+export const guestGetTime = defineCommand({
   name: "guest-get-time",
   since: "1.5",
   doc: "Return the guest's wall-clock time in nanoseconds since the epoch (microsecond resolution)",
@@ -41,7 +41,7 @@ export const guestGetTime = defineCommand<Record<string, never>, bigint>({
 });
 
 /** guest-set-time. */
-export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, never>>({
+export const guestSetTime = defineCommand({
   name: "guest-set-time",
   since: "1.5",
   doc: "Set the guest's clock to a time (then the RTC from it), or the clock from the RTC",
@@ -95,6 +95,5 @@ export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, neve
       { program: "hwclock", direction: args.time !== undefined ? "to-hardware" : "from-hardware" },
       "set hardware clock to system time",
     );
-    return {};
   },
 });

@@ -9,7 +9,7 @@
  */
 
 import { QgaError } from "./errors.ts";
-import type { StructDesc, TypeDesc } from "./types.ts";
+import type { Infer, StructDesc, TypeDesc } from "./types.ts";
 import { type JsonObject, type JsonValue, QNum } from "./value.ts";
 import { qdictOrder } from "./json_writer.ts";
 
@@ -151,13 +151,22 @@ function typeError(name: string, expected: string): QgaError {
 
 /**
  * Validates `args` (the request's `arguments`, or an empty object) against a
- * command's argument struct; returns the plain values handlers receive.
+ * command's argument struct; returns the plain values handlers receive. The result is
+ * `Infer<S>` because the walk below builds exactly that shape from `desc` (the one place
+ * the descriptors' phantom types are asserted for a value).
  */
-export function validateArguments(args: JsonObject, desc: StructDesc): Record<string, unknown> {
-  return visitStruct(args, desc, "");
+export function validateArguments<S extends StructDesc<unknown, unknown>>(
+  args: JsonObject,
+  desc: S,
+): Infer<S> {
+  return visitStruct(args, desc, "") as Infer<S>;
 }
 
-function visitStruct(obj: JsonObject, desc: StructDesc, prefix: string): Record<string, unknown> {
+function visitStruct(
+  obj: JsonObject,
+  desc: StructDesc<unknown, unknown>,
+  prefix: string,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const consumed: string[] = [];
   for (const m of desc.members) {
@@ -199,8 +208,6 @@ function visit(v: JsonValue, t: TypeDesc, full: string, plain: string | null): u
     case "str":
       if (typeof v === "string") return v;
       throw typeError(full, "string");
-    case "any":
-      return v;
     case "enum":
       if (typeof v !== "string") throw typeError(full, "string");
       if (!t.values.includes(v)) {

@@ -31,7 +31,12 @@ async function write(ctx: Context, handle: bigint, data: string, count?: bigint)
   return await guestFileWrite.handler(count === undefined ? args : { ...args, count }, ctx);
 }
 
-async function seek(ctx: Context, handle: bigint, offset: bigint, whence: bigint | string) {
+async function seek(
+  ctx: Context,
+  handle: bigint,
+  offset: bigint,
+  whence: bigint | "set" | "cur" | "end",
+) {
   return await guestFileSeek.handler({ handle, offset, whence }, ctx);
 }
 
@@ -282,7 +287,7 @@ Deno.test("w+ mixes writes, reads and seeks at one position, holes read as zeros
     assert.deepEqual(await seek(ctx, h, 0n, 1n), { position: 5n, eof: false });
     assert.deepEqual(await seek(ctx, h, 10n, "end"), { position: 15n, eof: false });
     assert.deepEqual(await write(ctx, h, "Wg=="), { count: 1, eof: false });
-    assert.deepEqual(await guestFileFlush.handler({ handle: h }, ctx), {});
+    assert.equal(await guestFileFlush.handler({ handle: h }, ctx), undefined);
     await close(ctx, h);
     assert.deepEqual(
       await Deno.readFile(p),

@@ -89,7 +89,7 @@ Deno.test("a command without success response sends nothing on success", async (
     doc: "",
     successResponse: false,
     needs: {},
-    handler: () => ({}),
+    handler: () => {},
   });
   const registry = new Registry([quiet], { allow: [], block: [] });
   assert.equal(await reply('{"execute": "x-quiet"}', registry), undefined);
