@@ -21,39 +21,19 @@ import {
   struct,
   uint64,
 } from "../protocol/types.ts";
-import { type SystemAccess, toSysError } from "../system/mod.ts";
+import { errnoNumber, type SystemAccess, toSysError } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
 
 function strerror(e: unknown): string {
   return toSysError(e).strerror;
 }
 
-/** Linux errno values, for GuestMemoryBlockResponse's `error-code`. */
-const ERRNO: Record<string, number> = {
-  EPERM: 1,
-  ENOENT: 2,
-  EIO: 5,
-  ENXIO: 6,
-  EBADF: 9,
-  EAGAIN: 11,
-  ENOMEM: 12,
-  EACCES: 13,
-  EBUSY: 16,
-  EEXIST: 17,
-  ENODEV: 19,
-  ENOTDIR: 20,
-  EISDIR: 21,
-  EINVAL: 22,
-  ENOSPC: 28,
-  EROFS: 30,
-  ENAMETOOLONG: 36,
-  ELOOP: 40,
-  EOPNOTSUPP: 95,
-};
-
+/** The Linux errno of an error, for GuestMemoryBlockResponse's `error-code` (EIO if unknown). */
 function errnoOf(e: unknown): number {
-  return ERRNO[toSysError(e).code] ?? ERRNO.EIO!;
+  return errnoNumber(toSysError(e).code) ?? errnoNumber("EIO")!;
 }
+
+const ENOENT = errnoNumber("ENOENT");
 
 function isENOENT(e: unknown): boolean {
   return toSysError(e).code === "ENOENT";
@@ -261,7 +241,7 @@ export async function getMemoryBlocks(sys: SystemAccess): Promise<MemoryBlock[]>
     try {
       state = await readSysfs(sys, dir, "state", 10);
     } catch (e) {
-      if (errnoFrom(e) !== ERRNO.ENOENT) throw e;
+      if (errnoFrom(e) !== ENOENT) throw e;
       state = null; // no state file in old kernels: online, not removable
     }
     if (state !== null) {
@@ -269,7 +249,7 @@ export async function getMemoryBlocks(sys: SystemAccess): Promise<MemoryBlock[]>
       try {
         block["can-offline"] = (await readSysfs(sys, dir, "removable", 1)) !== "0";
       } catch (e) {
-        if (errnoFrom(e) !== ERRNO.ENOENT) throw e;
+        if (errnoFrom(e) !== ENOENT) throw e;
         block["can-offline"] = false;
       }
     }
@@ -318,7 +298,7 @@ async function setMemoryBlock(
     state = await readSysfs(sys, dir, "state", 10);
   } catch (e) {
     const errno = errnoFrom(e);
-    if (errno === ERRNO.ENOENT) {
+    if (errno === ENOENT) {
       if (!block.online) result.response = "operation-not-supported";
     } else {
       result.response = "operation-failed";

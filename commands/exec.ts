@@ -4,15 +4,14 @@
  *
  * Which programs may run is checked here first, against `--exec-programs`
  * (commands/exec_policy.ts); Deno's `--allow-run` grant is the second line. Children are
- * started with Deno.Command; `merged` capture gives the child one socket as both stdout
- * and stderr (system/shared_output.ts), so the writes keep their order as with qemu-ga's
- * dup2. Started processes live in a per-agent table (ctx.store) until a
+ * started by system/process.ts; `merged` capture gives the child one socket as both
+ * stdout and stderr (system/shared_output.ts), so the writes keep their order as with
+ * qemu-ga's dup2. Started processes live in a per-agent table (ctx.store) until a
  * guest-exec-status reports them finished.
  *
  * @module
  */
 
-import { constants as osConstants } from "node:os";
 import { QgaError } from "../protocol/errors.ts";
 import { decodeQemuBase64, encodeBase64 } from "../protocol/base64.ts";
 import {
@@ -26,7 +25,8 @@ import {
   str,
   struct,
 } from "../protocol/types.ts";
-import { strerror } from "../system/mod.ts";
+import { SandboxRefusal, toSysError } from "../system/mod.ts";
+import { type Child, type ChildExit, spawnChild } from "../system/process.ts";
 import { openSharedOutput, type SharedOutput, sharedOutputPath } from "../system/shared_output.ts";
 import { type Context, defineCommand } from "./types.ts";
 import { programToSpawn, SYSTEM_BIN_DIRS } from "./exec_policy.ts";
@@ -111,31 +111,21 @@ class ExecProcess {
   readonly pid: number;
   readonly out: Capture | null;
   readonly err: Capture | null;
-  #status: Deno.CommandStatus | null = null;
+  #exit: ChildExit | null = null;
   #finished = false;
 
-  /**
-   * `merged`: the child's one shared output socket, or `"pipes"` when there is none and
-   * its stderr pipe is appended to `out` in arrival order.
-   */
-  constructor(
-    child: Deno.ChildProcess,
-    out: Capture | null,
-    err: Capture | null,
-    merged: SharedOutput | "pipes" | null,
-  ) {
+  /** Captures what the child's streams carry (`merged`: both into `out`, in arrival order). */
+  constructor(child: Child) {
     this.pid = child.pid;
-    this.out = out;
-    this.err = err;
+    this.out = child.out.length > 0 ? new Capture() : null;
+    this.err = child.err ? new Capture() : null;
     const drains: Promise<void>[] = [];
-    if (out && merged && merged !== "pipes") drains.push(drain(merged.reader.readable, out));
-    else if (out) drains.push(drain(child.stdout, out));
-    if (err) drains.push(drain(child.stderr, err));
-    else if (out && merged === "pipes") drains.push(drain(child.stderr, out));
-    const status = child.status.then((s) => {
-      this.#status = s;
+    for (const stream of child.out) drains.push(drain(stream, this.out!));
+    if (child.err) drains.push(drain(child.err, this.err!));
+    const exit = child.exit.then((s) => {
+      this.#exit = s;
     });
-    Promise.all([status, ...drains]).then(() => {
+    Promise.all([exit, ...drains]).then(() => {
       this.#finished = true;
     });
   }
@@ -146,14 +136,10 @@ class ExecProcess {
   }
 
   status(): ExecStatus {
-    if (!this.#finished || !this.#status) return { exited: false };
+    if (!this.#finished || !this.#exit) return { exited: false };
     const st: ExecStatus = { exited: true };
-    const sig = this.#status.signal;
-    if (sig !== null) {
-      st.signal = (osConstants.signals as Record<string, number>)[sig] ?? 0;
-    } else {
-      st.exitcode = this.#status.code;
-    }
+    if (this.#exit.signal !== null) st.signal = this.#exit.signal;
+    else st.exitcode = this.#exit.code;
     if (this.out && this.out.size > 0) {
       st["out-data"] = encodeBase64(this.out.bytes());
       st["out-truncated"] = this.out.truncated;
@@ -225,12 +211,11 @@ function envFromList(list: string[]): Record<string, string> {
   return env;
 }
 
-/** Turns a spawn exception into qemu-ga's (10.2) GLib message, or the sandbox's. */
+/** Turns a spawn failure into qemu-ga's (10.2) GLib message, or the sandbox's. */
 function spawnError(e: unknown, path: string): QgaError {
-  const err = e as { name?: string; message?: string };
-  const message = String(err?.message ?? e);
-  if (err?.name === "NotCapable") {
-    if (/environment variable/.test(message)) {
+  const err = toSysError(e);
+  if (err instanceof SandboxRefusal) {
+    if (/environment variable/.test(err.message)) {
       return new QgaError(
         `guest-exec: program '${path}' cannot be started with LD_PRELOAD or LD_LIBRARY_PATH ` +
           `set: the agent's sandbox (--allow-run) refuses it`,
@@ -240,11 +225,7 @@ function spawnError(e: unknown, path: string): QgaError {
       `guest-exec: program '${path}' is not permitted by the agent's sandbox (--allow-run)`,
     );
   }
-  let reason: string;
-  if (err?.name === "NotFound") reason = strerror("ENOENT");
-  else if (err?.name === "PermissionDenied") reason = strerror("EACCES");
-  else reason = /: ([^:]+?) \(os error \d+\)$/.exec(message)?.[1] ?? message;
-  return new QgaError(`Failed to execute child process \u201C${path}\u201D (${reason})`);
+  return new QgaError(`Failed to execute child process \u201C${path}\u201D (${err.strerror})`);
 }
 
 /**
@@ -322,40 +303,20 @@ export const guestExec = defineCommand({
       ...(args.env !== undefined ? { env: args.env.map(cString) } : {}),
     });
     const mode = captureMode(args["capture-output"]);
-    const wantOut = mode === "stdout" || mode === "separated" || mode === "merged";
-    const wantErr = mode === "stderr" || mode === "separated" || mode === "merged";
     const shared = mode === "merged" ? await sharedOutput(ctx) : null;
-    const options: Deno.CommandOptions = {
-      args: argv,
-      stdin: input ? "piped" : "null",
-      stdout: wantOut ? "piped" : "null",
-      stderr: wantErr ? "piped" : "null",
-    };
-    if (shared) {
-      // Deno.Command takes a raw descriptor here (see system/shared_output.ts).
-      options.stdout = shared.childFd as unknown as "piped";
-      options.stderr = shared.childFd as unknown as "piped";
-    }
-    if (args.env !== undefined) {
-      options.env = envFromList(args.env);
-      options.clearEnv = true;
-    }
-    let child: Deno.ChildProcess;
+    let child: Child;
     try {
-      child = new Deno.Command(program, options).spawn();
+      child = spawnChild(program, {
+        args: argv,
+        ...(args.env !== undefined ? { env: envFromList(args.env) } : {}),
+        input,
+        output: mode,
+        shared,
+      });
     } catch (e) {
-      shared?.close();
       throw spawnError(e, path);
     }
-    shared?.closeChildEnd();
-    if (input) {
-      const writer = child.stdin.getWriter();
-      writer.write(input).then(() => writer.close()).catch(() => writer.abort().catch(() => {}));
-    }
-    const out = wantOut ? new Capture() : null;
-    const err = mode === "stderr" || mode === "separated" ? new Capture() : null;
-    const merged = mode === "merged" ? (shared ?? "pipes") : null;
-    const proc = new ExecProcess(child, out, err, merged);
+    const proc = new ExecProcess(child);
     table.add(proc);
     return { pid: proc.pid };
   },

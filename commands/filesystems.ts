@@ -23,11 +23,10 @@ import {
   uint64,
 } from "../protocol/types.ts";
 import type { SysDirEntry, SystemAccess } from "../system/mod.ts";
-import { toSysError } from "../system/mod.ts";
+import { SandboxRefusal, toSysError } from "../system/mod.ts";
 import { buildMountList } from "./mount_list.ts";
 import { defineCommand } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";
-import { isSandboxRefusal } from "./run_command.ts";
 import {
   type DeviceWalk,
   diskAddress,
@@ -179,7 +178,7 @@ export const guestFstrim = defineCommand({
           mountpoint: mount.dir,
         });
       } catch (e) {
-        if (isSandboxRefusal(e)) throw e;
+        if (e instanceof SandboxRefusal) throw e;
         result.error = `failed to trim: ${toSysError(e).strerror}`;
         continue;
       }

@@ -23,9 +23,9 @@
 
 import { QgaError } from "../protocol/errors.ts";
 import { array, enumType, int, str, struct } from "../protocol/types.ts";
-import { strerror, SysError } from "../system/mod.ts";
+import { SandboxRefusal, strerror, SysError } from "../system/mod.ts";
 import { buildMountList, type Mount } from "./mount_list.ts";
-import { isSandboxRefusal, runGaCommand } from "./run_command.ts";
+import { runGaCommand } from "./run_command.ts";
 import { type Context, defineCommand, type RunResult } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";
 
@@ -60,7 +60,7 @@ async function fsfreeze(ctx: Context, action: "--freeze" | "--unfreeze", dir: st
       mountpoint: dir,
     });
   } catch (e) {
-    if (!(e instanceof SysError) || isSandboxRefusal(e)) throw e;
+    if (!(e instanceof SysError) || e instanceof SandboxRefusal) throw e;
     return { ok: false, open: false, reason: strerror(e.code) };
   }
   if (r.code === 0) return { ok: true };

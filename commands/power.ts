@@ -10,14 +10,8 @@
 
 import { QgaError } from "../protocol/errors.ts";
 import { str, struct } from "../protocol/types.ts";
-import { SysError } from "../system/mod.ts";
-import {
-  checkRunResult,
-  execFailure,
-  isSandboxRefusal,
-  programOf,
-  runGaCommand,
-} from "./run_command.ts";
+import { SandboxRefusal, SysError } from "../system/mod.ts";
+import { checkRunResult, execFailure, programOf, runGaCommand } from "./run_command.ts";
 import { defineCommand, type RunResult } from "./types.ts";
 import type { PowerMode } from "../helper/programs.ts";
 
@@ -47,7 +41,7 @@ export const guestShutdown = defineCommand({
     try {
       r = await ctx.sys.runProgram(own);
     } catch (e) {
-      if (!(e instanceof SysError) || isSandboxRefusal(e)) throw e;
+      if (!(e instanceof SysError) || e instanceof SandboxRefusal) throw e;
       if (!NOT_EXECUTABLE.has(e.code)) {
         checkRunResult(execFailure(programOf(ctx, own), e), "shutdown");
       }

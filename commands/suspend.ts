@@ -9,10 +9,10 @@
  */
 
 import { QgaError } from "../protocol/errors.ts";
-import { type ProgramRequest, SysError } from "../system/mod.ts";
+import { type ProgramRequest, SandboxRefusal, SysError } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";
-import { isSandboxRefusal, programOf } from "./run_command.ts";
+import { programOf } from "./run_command.ts";
 
 /** Helper programs, by absolute path (helper/programs.ts runs them). */
 export const SUSPEND_PROGRAMS = {
@@ -57,7 +57,7 @@ async function runChild(ctx: Context, req: ProgramRequest): Promise<number> {
     return res.code ?? 0;
   } catch (e) {
     if (e instanceof SysError && e.code === "ENOENT") return -1;
-    if (e instanceof SysError && !isSandboxRefusal(e)) {
+    if (e instanceof SysError && !(e instanceof SandboxRefusal)) {
       const program = programOf(ctx, req);
       const name = program.slice(program.lastIndexOf("/") + 1);
       throw new QgaError(

@@ -13,7 +13,8 @@
 import { QgaError } from "../protocol/errors.ts";
 import { int, struct } from "../protocol/types.ts";
 import { defineCommand } from "./types.ts";
-import { isSandboxRefusal, runGaCommand } from "./run_command.ts";
+import { SandboxRefusal } from "../system/mod.ts";
+import { runGaCommand } from "./run_command.ts";
 import { localZone } from "./identity.ts";
 import { PROGRAMS } from "../helper/programs.ts";
 
@@ -78,7 +79,7 @@ export const guestSetTime = defineCommand({
           microseconds: Number(usec),
         });
       } catch (e) {
-        if (isSandboxRefusal(e)) throw e;
+        if (e instanceof SandboxRefusal) throw e;
         const reason = e instanceof Error && "strerror" in e ? String(e.strerror) : String(e);
         throw new QgaError(`Failed to set time to guest: ${reason}`);
       }
