@@ -124,9 +124,9 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "file-read-eof-never",
     what: "guest-file-read never reports eof",
-    file: "commands/file.ts",
-    find: "      if (n === 0) {\n        eof = true;",
-    replace: "      if (n === 0) {\n        eof = false;",
+    file: "system/guest_file.ts",
+    find: "        if (n === 0) {\n          eof = true;",
+    replace: "        if (n === 0) {\n          eof = false;",
     tests: ["tests/unit/file_test.ts"],
     subset: true,
   },
