@@ -218,7 +218,7 @@ export class Agent {
     }
   }
 
-  /** Feeds bytes directly (tests and the fuzzer) and returns the reply bytes written. */
+  /** Feeds bytes directly (tests and the fuzzer); the replies are written to `conn`. */
   async feed(bytes: Uint8Array, conn: Connection): Promise<void> {
     this.#stream.feed(bytes);
     await this.processQueued(conn);

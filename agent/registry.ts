@@ -68,9 +68,4 @@ export class Registry implements CommandLookup {
       successResponse: c.successResponse !== false,
     }));
   }
-
-  /** Names in registration order. */
-  names(): string[] {
-    return this.#commands.map((c) => c.name);
-  }
 }

@@ -7,7 +7,6 @@
  * @module
  */
 
-import inspector from "node:inspector";
 import type { AgentOptions } from "../config/options.ts";
 import type { Command } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
@@ -50,27 +49,6 @@ const stderrSink: LogSink = { writeSync: (p) => Deno.stderr.writeSync(p) };
 function openLogFile(path: string): LogSink {
   const f = Deno.openSync(path, { append: true, create: true });
   return { writeSync: (p) => f.writeSync(p) };
-}
-
-/**
- * Deno (2.9.2+) starts a V8 inspector on 127.0.0.1:9229 when the process gets
- * SIGUSR1, which would let any local user attach to a root agent. The server is
- * created right after the signal listeners run, so it is closed on the next tick,
- * and again later in case a second signal raced the first.
- */
-export function closeInspectorOnSigusr1(): void {
-  // Not inspector.url(): it needs an unscoped --allow-sys ("inspector" is no
-  // --allow-sys= kind). close() needs no permission and is a no-op when closed.
-  const close = () => {
-    try {
-      inspector.close();
-    } catch {
-      // Nothing to close.
-    }
-  };
-  Deno.addSignalListener("SIGUSR1", () => {
-    for (const ms of [0, 1, 5, 20, 100, 500]) setTimeout(close, ms);
-  });
 }
 
 /** What the helper is told at start: the fsfreeze hook and the channel device. */

@@ -19,6 +19,7 @@
 import { type AgentOptions, defaultOptions, DEFAULTS, type Method } from "../config/options.ts";
 import { formatKeyFile, type KeyFile, KeyFileError, loadKeyFile } from "./keyfile.ts";
 import { type HelpInfo, usageText, versionText } from "./help.ts";
+import { qemuLogLine } from "../agent/log.ts";
 
 // ---------------------------------------------------------------------------------------
 // getopt_long (glibc 2.36 semantics, not long_only)
@@ -236,14 +237,6 @@ export function glibMessage(
     String(d.getMilliseconds()).padStart(3, "0")
   }`;
   return `\n** (process:${ctx.pid}): ${level} **: ${time}: ${message}\n`;
-}
-
-/** qemu-ga's own log line format (`ga_log`, 10.x): `<secs>.<usecs>: <level>: <message>\n`. */
-export function gaLogLine(level: string, message: string, now: Date): string {
-  const ms = now.getTime();
-  const secs = Math.floor(ms / 1000);
-  const usecs = String((ms % 1000) * 1000).padStart(6, "0");
-  return `${secs}.${usecs}: ${level}: ${message}\n`;
 }
 
 /** The deprecation warning qemu-ga 7.2 prints for the `blacklist` config key. */
@@ -637,12 +630,12 @@ export async function parseCommandLine(
 
   if (!(METHODS as readonly string[]).includes(method)) {
     // qemu-ga fails here only when it opens the channel, through its own log handler.
-    const now = ctx.now();
+    const micros = BigInt(ctx.now().getTime()) * 1000n;
     return exit(
       1,
       "",
-      gaLogLine("critical", `unsupported channel method/type: ${method}`, now) +
-        gaLogLine("critical", "failed to initialize guest agent channel", now),
+      qemuLogLine("critical", `unsupported channel method/type: ${method}`, micros) +
+        qemuLogLine("critical", "failed to initialize guest agent channel", micros),
     );
   }
 

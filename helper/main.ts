@@ -16,7 +16,7 @@
  * @module
  */
 
-import inspector from "node:inspector";
+import { closeInspectorOnSigusr1 } from "./inspector.ts";
 import { errnoName } from "./errno.ts";
 import { mountPoints, OpError, Ops, refusal } from "./ops.ts";
 import { Channel, MAX_CHANNELS } from "./channel.ts";
@@ -251,16 +251,15 @@ class Session {
 
 /**
  * Keeps Deno's SIGUSR1 inspector (127.0.0.1:9229, deno-facts.md §5) from ever
- * opening, here and in the agent: a listener makes SIGUSR1 harmless to this
- * process, and holding the port makes the inspector fail to bind in every deno
- * process on the guest while the helper runs. Connections to the port are closed
- * at once, so nobody can speak the inspector protocol. If another program already
- * holds the port, the inspector cannot bind either. Costs: port 9229 is busy.
+ * opening, here and in the agent: closeInspectorOnSigusr1 (helper/inspector.ts) makes
+ * SIGUSR1 harmless to this process, and holding the port makes the inspector fail to
+ * bind in every deno process on the guest while the helper runs. Connections to the
+ * port are closed at once, so nobody can speak the inspector protocol. If another
+ * program already holds the port, the inspector cannot bind either. Costs: port 9229 is
+ * busy.
  */
 function guardInspectorPort(): void {
-  Deno.addSignalListener("SIGUSR1", () => {
-    setTimeout(() => inspector.close(), 0);
-  });
+  closeInspectorOnSigusr1();
   try {
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 9229 });
     (async () => {

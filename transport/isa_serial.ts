@@ -1,8 +1,9 @@
 /**
  * `-m isa-serial -p /dev/ttySN` (default /dev/ttyS0), qga-reference.md §1.1 and
- * §4.4. The helper opens the tty (O_NOCTTY) and puts it in raw mode as qemu-ga
- * does; see docs/security.md for what Deno's raw mode covers (no baud rate, no
- * tcflush).
+ * §4.4. The helper opens the tty and puts it in raw mode as qemu-ga does (Deno has no
+ * O_NOCTTY and none is needed: the helper is never a session leader, so it cannot
+ * acquire a controlling terminal); see docs/security.md for what Deno's raw mode covers
+ * (no baud rate, no tcflush).
  *
  * Unlike virtio-serial, EOF ends the client (qemu-ga closes it): the connection
  * kind is "socket". A UART never reports EOF; a pty or USB serial adapter does
