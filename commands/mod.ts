@@ -29,15 +29,13 @@ import {
 import { guestFstrim, guestGetDisks, guestGetDiskstats, guestGetFsinfo } from "./filesystems.ts";
 import { guestSuspendDisk, guestSuspendHybrid, guestSuspendRam } from "./suspend.ts";
 import { guestNetworkGetInterfaces, guestNetworkGetRoute } from "./network.ts";
+import { guestGetVcpus, guestSetVcpus } from "./vcpus.ts";
 import {
-  guestGetCpustats,
-  guestGetLoad,
   guestGetMemoryBlockInfo,
   guestGetMemoryBlocks,
-  guestGetVcpus,
   guestSetMemoryBlocks,
-  guestSetVcpus,
-} from "./cpu_memory.ts";
+} from "./memory_blocks.ts";
+import { guestGetCpustats, guestGetLoad } from "./cpu_stats.ts";
 import {
   guestSetUserPassword,
   guestSshAddAuthorizedKeys,

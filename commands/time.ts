@@ -15,7 +15,7 @@ import { int, struct } from "../protocol/types.ts";
 import { defineCommand } from "./types.ts";
 import { SandboxRefusal } from "../system/mod.ts";
 import { runGaCommand } from "./run_command.ts";
-import { localZone } from "./identity.ts";
+import { localZone } from "./timezone.ts";
 import { PROGRAMS } from "../helper/programs.ts";
 
 /** The programs guest-set-time runs. */

@@ -9,7 +9,7 @@ import { FixtureSystem } from "../../system/fixture.ts";
 import { successReply } from "../../protocol/json_writer.ts";
 import type { TypeDesc } from "../../protocol/types.ts";
 import { getDisks, getFsinfo, guestGetDisks, guestGetFsinfo } from "../../commands/filesystems.ts";
-import { getVcpus, guestGetVcpus } from "../../commands/cpu_memory.ts";
+import { getVcpus, guestGetVcpus } from "../../commands/vcpus.ts";
 
 const ROOT = new URL("../fixtures/sysfs/e2e-guest/", import.meta.url).pathname;
 const sys = new FixtureSystem(ROOT, {
