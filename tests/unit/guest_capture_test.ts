@@ -1,5 +1,5 @@
 /**
- * The fixture captured in a real QEMU guest (tests/e2e_extra, QGA_E2E_WRITE_FIXTURE=1):
+ * The fixture captured in a real QEMU guest (tests/e2e_lifecycle, QGA_E2E_WRITE_FIXTURE=1):
  * a virtio-blk disk with serial QGATEST0 at PCI slot 6 and a running udevd, with
  * qemu-ga 7.2's replies recorded next to it. Our handlers read the same tree and
  * must give the same replies (sizes aside, which statvfs gives both).
