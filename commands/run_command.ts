@@ -6,7 +6,7 @@
  * when the program printed nothing), `child process has terminated abnormally[:
  * <output>]` for a signal, and, for a program that cannot be executed, the text
  * qemu-ga's child prints after execvp fails: `failed to exec '<argv0>': <errno>\n`.
- * A refusal by the agent's sandbox or the helper is re-thrown as it is, for the
+ * A refusal by the agent's sandbox or the helper (a SandboxRefusal) is re-thrown as it is, for the
  * dispatcher to name.
  *
  * @module

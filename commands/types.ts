@@ -19,11 +19,11 @@ import type { Infer, NO_ARGS, Returned, StructDesc, TypeDesc } from "../protocol
  * command whose needs are not granted is reported `enabled: false` in guest-info
  * and answers as a disabled command (the reason goes to the log).
  *
- * Paths are absolute. `run` names executables the agent itself spawns (absolute
- * paths, as Deno matches spawns on the resolved path): only guest-exec has any;
- * every other program runs in the privileged helper (`helper: ["run"]`). `sys`
- * names Deno `--allow-sys` kinds. `helper` names privileged-helper operations
- * ("read", "write", "run", "ssh", "net").
+ * `read` and `write` are absolute paths. `run` names the programs the agent itself
+ * spawns: only guest-exec has any (its `--exec-programs` list as given, or `*` for any
+ * program, which only an unrestricted `--allow-run` grants); every other program runs
+ * in the privileged helper (`helper: ["run"]`). `sys` names Deno `--allow-sys` kinds.
+ * `helper` names privileged-helper operations ("read", "write", "run", "ssh", "net").
  *
  * `env` and `net` are printed in the least-privilege line but never disable a command:
  * environment variables are read once at start-up by other means when not granted
@@ -40,7 +40,7 @@ export interface Needs {
   helper?: string[];
 }
 
-/** Logger handed to handlers; the audit trail of commands is written by the dispatcher. */
+/** Logger handed to handlers; the audit trail of commands is written by the agent (agent/agent.ts). */
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;

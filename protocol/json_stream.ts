@@ -14,6 +14,11 @@
  * State lives in one {@link JsonStream} per agent and is NOT reset when a client
  * disconnects, as in qemu-ga.
  *
+ * One algorithm, hence one file over 500 lines: the lexer's state machine, the token
+ * queue, the streamer's brace counting and the recursive-descent parser share their
+ * state and limits, and are read side by side with json-lexer.c, json-streamer.c and
+ * json-parser.c.
+ *
  * @module
  */
 
