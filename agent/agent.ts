@@ -7,14 +7,14 @@
  * @module
  */
 
-import type { AgentOptions } from "./options.ts";
-import type { CommandDef, Context } from "../commands/types.ts";
+import type { AgentOptions } from "../config/options.ts";
+import type { Command, Context } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import { type AgentEnvironment, fixedEnvironment } from "../system/environment.ts";
 import { toSysError } from "../system/mod.ts";
 import type { Connection, Transport } from "../transport/connection.ts";
-import { JsonStream, type StreamEvent } from "../transport/json_stream.ts";
-import { errorReply, type ReplyText } from "../schema/json_writer.ts";
+import { JsonStream, type StreamEvent } from "../protocol/json_stream.ts";
+import { errorReply, type ReplyText } from "../protocol/json_writer.ts";
 import { describeError, dispatch, type DispatchOutcome } from "./dispatch.ts";
 import { AgentLog } from "./log.ts";
 import { Registry } from "./registry.ts";
@@ -28,7 +28,7 @@ const encoder = new TextEncoder();
 /** What the agent is built from. */
 export interface AgentInit {
   options: AgentOptions;
-  commands: readonly CommandDef<never, unknown>[];
+  commands: readonly Command[];
   sys: SystemAccess;
   /** The environment variables commands read; none when omitted (tests). */
   env?: AgentEnvironment;
@@ -218,7 +218,7 @@ export class Agent {
     }
   }
 
-  /** Feeds bytes directly (tests and the fuzzer) and returns the reply bytes written. */
+  /** Feeds bytes directly (tests and the fuzzer); the replies are written to `conn`. */
   async feed(bytes: Uint8Array, conn: Connection): Promise<void> {
     this.#stream.feed(bytes);
     await this.processQueued(conn);

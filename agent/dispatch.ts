@@ -6,17 +6,17 @@
  * @module
  */
 
-import type { CommandDef, Context } from "../commands/types.ts";
-import { QgaError } from "../schema/errors.ts";
-import { errorReply, type ReplyText, successReplyParts } from "../schema/json_writer.ts";
-import { NO_ARGS } from "../schema/types.ts";
-import { validateArguments } from "../schema/validate.ts";
-import { isObject, type JsonObject, type JsonValue } from "../schema/value.ts";
-import { qdictOrder } from "../schema/json_writer.ts";
+import type { Command, Context } from "../commands/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { errorReply, type ReplyText, successReplyParts } from "../protocol/json_writer.ts";
+import { NO_ARGS } from "../protocol/types.ts";
+import { validateArguments } from "../protocol/validate.ts";
+import { isObject, type JsonObject, type JsonValue } from "../protocol/value.ts";
+import { qdictOrder } from "../protocol/json_writer.ts";
 
 /** Looks up commands and whether they are enabled. */
 export interface CommandLookup {
-  get(name: string): CommandDef<never, unknown> | undefined;
+  get(name: string): Command | undefined;
   /** Undefined when enabled; else the reason suffix ("" for none). */
   disabledReason(name: string): string | undefined;
 }
@@ -86,9 +86,10 @@ export async function dispatch(
     if (e instanceof QgaError) return fail(e.errorClass, e.message, id, { command: name });
     throw e;
   }
+  // The handler gets what validation made from its own command's descriptor (see Command).
   let result: unknown;
   try {
-    result = await (cmd.handler as (a: unknown, c: Context) => unknown)(args, ctx);
+    result = await cmd.handler(args, ctx);
   } catch (e) {
     return fail(...describeError(e), id, { command: name, args });
   }

@@ -27,6 +27,17 @@ function stringify(v: unknown): string {
   });
 }
 
+/**
+ * qemu-ga's log line (`ga_log`, 10.x): `<secs>.<usecs>: <level>: <message>\n`, the time
+ * given in microseconds since the epoch. The agent's text log and cli/'s early messages
+ * both use it.
+ */
+export function qemuLogLine(level: string, message: string, micros: bigint): string {
+  const sec = micros / 1000000n;
+  const usec = String(micros % 1000000n).padStart(6, "0");
+  return `${sec}.${usec}: ${level}: ${message}\n`;
+}
+
 /** Where log lines go. */
 export interface LogSink {
   writeSync(p: Uint8Array): number;
@@ -121,10 +132,8 @@ export class AgentLog implements Logger {
         const record = { time: new Date(Number(t / 1000n)).toISOString(), level, msg, ...fields };
         line = stringify(record) + "\n";
       } else {
-        const sec = t / 1000000n;
-        const usec = String(t % 1000000n).padStart(6, "0");
         const extra = fields && Object.keys(fields).length ? ` ${stringify(fields)}` : "";
-        line = `${sec}.${usec}: ${level}: ${msg}${extra}\n`;
+        line = qemuLogLine(level, msg + extra, t);
       }
     } catch {
       line = `${level}: ${msg} (its fields could not be written)\n`;

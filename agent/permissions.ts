@@ -13,14 +13,11 @@
 
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type AgentOptions, DEFAULTS } from "./options.ts";
-import type { CommandDef, Needs } from "../commands/types.ts";
-
-// deno-lint-ignore no-explicit-any
-type AnyCommand = CommandDef<any, unknown>;
+import { type AgentOptions, DEFAULTS } from "../config/options.ts";
+import type { Command, Needs } from "../commands/types.ts";
 
 /** The needs of a command under these options. */
-export function needsOf(cmd: AnyCommand, options: AgentOptions): Needs {
+export function needsOf(cmd: Command, options: AgentOptions): Needs {
   return typeof cmd.needs === "function" ? cmd.needs(options) : cmd.needs;
 }
 
@@ -60,7 +57,7 @@ function merge(into: Required<Needs>, n: Needs): void {
 
 /** Everything the agent needs for these options: itself plus every enabled command. */
 export function totalNeeds(
-  commands: readonly AnyCommand[],
+  commands: readonly Command[],
   options: AgentOptions,
 ): Required<Needs> {
   const all: Required<Needs> = {
@@ -120,7 +117,7 @@ export function missingGrant(n: Needs): string | undefined {
  * "has been disabled: " (qemu-ga's disabled-command reply).
  */
 export function sandboxDisabled(
-  commands: readonly AnyCommand[],
+  commands: readonly Command[],
   options: AgentOptions,
   helperAvailable: boolean,
 ): Map<string, string> {
@@ -147,7 +144,7 @@ export function shellQuote(s: string): string {
  * `args` are the agent's own arguments, passed on unchanged (minus --print-permissions).
  */
 export function leastPrivilegeCommand(
-  commands: readonly AnyCommand[],
+  commands: readonly Command[],
   options: AgentOptions,
   o: { denoPath: string; mainPath: string; args: string[] },
 ): string[] {

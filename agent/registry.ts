@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { CommandDef, RegistryEntry } from "../commands/types.ts";
+import type { Command, RegistryEntry } from "../commands/types.ts";
 import type { CommandLookup } from "./dispatch.ts";
 
 /** Disabled-command reasons. 7.2's texts, which clients see after "has been disabled". */
@@ -17,15 +17,15 @@ export const REASON_FROZEN = "the agent is in frozen state";
 
 /** The registry of one agent. */
 export class Registry implements CommandLookup {
-  readonly #commands: CommandDef<never, unknown>[];
-  readonly #byName: Map<string, CommandDef<never, unknown>>;
+  readonly #commands: Command[];
+  readonly #byName: Map<string, Command>;
   readonly #allow: Set<string> | undefined;
   readonly #block: Set<string>;
   readonly #sandbox: Map<string, string>;
   #frozen = false;
 
   constructor(
-    commands: readonly CommandDef<never, unknown>[],
+    commands: readonly Command[],
     o: { allow: string[]; block: string[]; sandbox?: Map<string, string> },
   ) {
     this.#commands = [...commands];
@@ -40,7 +40,7 @@ export class Registry implements CommandLookup {
     this.#frozen = frozen;
   }
 
-  get(name: string): CommandDef<never, unknown> | undefined {
+  get(name: string): Command | undefined {
     return this.#byName.get(name);
   }
 
@@ -67,10 +67,5 @@ export class Registry implements CommandLookup {
       enabled: this.disabledReason(c.name) === undefined,
       successResponse: c.successResponse !== false,
     }));
-  }
-
-  /** Names in registration order. */
-  names(): string[] {
-    return this.#commands.map((c) => c.name);
   }
 }

@@ -7,9 +7,8 @@
  * @module
  */
 
-import inspector from "node:inspector";
-import type { AgentOptions } from "./options.ts";
-import type { CommandDef } from "../commands/types.ts";
+import type { AgentOptions } from "../config/options.ts";
+import type { Command } from "../commands/types.ts";
 import type { SystemAccess } from "../system/mod.ts";
 import type { AgentEnvironment } from "../system/environment.ts";
 import type { Transport } from "../transport/connection.ts";
@@ -17,9 +16,6 @@ import { Agent } from "./agent.ts";
 import { AgentLog, type LogSink } from "./log.ts";
 import { channelNeedsHelper, needsOf, sandboxDisabled } from "./permissions.ts";
 import type { InitRequest } from "../helper/protocol.ts";
-
-// deno-lint-ignore no-explicit-any
-type AnyCommand = CommandDef<any, unknown>;
 
 /** The privileged helper as the start-up code sees it. */
 export interface HelperHandle {
@@ -30,7 +26,7 @@ export interface HelperHandle {
 /** What main.ts plugs in. */
 export interface RunDeps<H extends HelperHandle> {
   options: AgentOptions;
-  commands: readonly AnyCommand[];
+  commands: readonly Command[];
   version: string;
   /** The environment variables the agent reads, read once at start-up. */
   environment: AgentEnvironment;
@@ -53,27 +49,6 @@ const stderrSink: LogSink = { writeSync: (p) => Deno.stderr.writeSync(p) };
 function openLogFile(path: string): LogSink {
   const f = Deno.openSync(path, { append: true, create: true });
   return { writeSync: (p) => f.writeSync(p) };
-}
-
-/**
- * Deno (2.9.2+) starts a V8 inspector on 127.0.0.1:9229 when the process gets
- * SIGUSR1, which would let any local user attach to a root agent. The server is
- * created right after the signal listeners run, so it is closed on the next tick,
- * and again later in case a second signal raced the first.
- */
-export function closeInspectorOnSigusr1(): void {
-  // Not inspector.url(): it needs an unscoped --allow-sys ("inspector" is no
-  // --allow-sys= kind). close() needs no permission and is a no-op when closed.
-  const close = () => {
-    try {
-      inspector.close();
-    } catch {
-      // Nothing to close.
-    }
-  };
-  Deno.addSignalListener("SIGUSR1", () => {
-    for (const ms of [0, 1, 5, 20, 100, 500]) setTimeout(close, ms);
-  });
 }
 
 /** What the helper is told at start: the fsfreeze hook and the channel device. */

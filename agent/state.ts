@@ -8,11 +8,11 @@
  */
 
 import { join } from "node:path";
-import { QgaError } from "../schema/errors.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { INT64_MAX } from "../protocol/int64.ts";
 import { toSysError } from "../system/mod.ts";
 
 const FIRST_HANDLE = 1000n;
-const INT64_MAX = 2n ** 63n - 1n;
 
 /** Persistent state of one agent. */
 export class StateDir {

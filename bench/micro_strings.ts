@@ -2,7 +2,7 @@
  * Micro-measurements behind docs/performance.md: what the big-string operations
  * of a 48 MiB guest-file-read or guest-file-write cost in this Deno, outside the
  * profiler (whose `RegExp:` attribution can mislead), and what deno-qga's own
- * GLib-compatible base64 decoder (schema/base64.ts) costs on them.
+ * GLib-compatible base64 decoder (protocol/base64.ts) costs on them.
  *
  * ```sh
  * ./node_modules/.bin/deno run bench/micro_strings.ts
@@ -11,7 +11,7 @@
  * @module
  */
 
-import { decodeQemuBase64, encodeBase64 } from "../schema/base64.ts";
+import { decodeQemuBase64, encodeBase64 } from "../protocol/base64.ts";
 
 const MiB = 1024 * 1024;
 

@@ -52,8 +52,9 @@ function shortUrl(url: string, repoRoot: string): string {
   if (url === "") return "(native)";
   const root = `file://${repoRoot.endsWith("/") ? repoRoot : repoRoot + "/"}`;
   if (url.startsWith(root)) return url.slice(root.length);
-  const m = /^file:\/\/.*\/((?:agent|transport|schema|commands|system|cli|helper|client)\/[^/]+)$/
-    .exec(url);
+  const m =
+    /^file:\/\/.*\/((?:agent|transport|protocol|config|commands|system|cli|helper|client)\/[^/]+)$/
+      .exec(url);
   return m ? m[1]! : url;
 }
 
@@ -139,7 +140,7 @@ export function summaryMarkdown(title: string, s: Summary, top = 15): string {
   lines.push("", "Top project functions by inclusive time:", "");
   lines.push("| function | location | incl. ms | incl. % |", "|---|---|---:|---:|");
   const project = s.functions.filter((r) =>
-    /^(agent|transport|schema|commands|system|main\.ts)/.test(r.location)
+    /^(agent|transport|protocol|config|commands|system|main\.ts)/.test(r.location)
   );
   for (const r of project.sort((a, b) => b.total - a.total).slice(0, Math.min(top, 10))) {
     lines.push(`| \`${r.name}\` | ${r.location} | ${ms(r.total)} | ${pct(r.total, s.busy)} |`);

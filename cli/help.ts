@@ -5,7 +5,7 @@
  * @module
  */
 
-import { DEFAULTS } from "../agent/options.ts";
+import { DEFAULTS } from "../config/options.ts";
 
 /** What the texts need to know about this build. */
 export interface HelpInfo {

@@ -16,6 +16,8 @@
  * @module
  */
 
+import { osErrorText } from "../helper/errno.ts";
+
 /** Why a key file could not be loaded or a value not read. */
 export type KeyFileErrorKind = "not-found" | "file" | "parse" | "invalid-value" | "encoding";
 
@@ -329,8 +331,7 @@ export function parseKeyFile(bytes: Uint8Array): KeyFile {
 /** The OS part of a Deno error message (`No such file or directory (os error 2): open …`). */
 function osMessage(e: unknown): string {
   const message = e instanceof Error ? e.message : String(e);
-  const m = /^(.*?) \(os error \d+\)/.exec(message);
-  return m?.[1] ?? message;
+  return osErrorText(message) ?? message;
 }
 
 /**

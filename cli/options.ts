@@ -1,9 +1,10 @@
 /**
  * Command line and configuration file of deno-qga, as qemu-ga 10.2's `config_parse`
- * and `config_load` (qga-reference.md §4.1-4.3): a glibc-compatible `getopt_long`, two
- * passes (`-c` first, then the config file, then every other option), qemu-ga's
- * precedence (scalars: command line over config; lists: config items, then command
- * line items), `-D` output byte for byte, and qemu-ga's error texts and exit codes.
+ * (qga-reference.md §4.1-4.3): qemu-ga's option tables for `getopt_long`
+ * (cli/getopt.ts), two passes (`-c` first, then the config file (cli/config.ts), then
+ * every other option), qemu-ga's precedence (scalars: command line over config; lists:
+ * config items, then command line items), `-D` output byte for byte, and qemu-ga's
+ * error texts and exit codes. The result is the agent's options (config/options.ts).
  *
  * @example
  * ```ts
@@ -16,159 +17,22 @@
  * @module
  */
 
-import { fileURLToPath } from "node:url";
-import { type AgentOptions, DEFAULTS, type Method } from "../agent/options.ts";
-import { formatKeyFile, type KeyFile, KeyFileError, loadKeyFile } from "./keyfile.ts";
+import { type AgentOptions, defaultOptions, DEFAULTS, type Method } from "../config/options.ts";
+import { KeyFileError, loadKeyFile } from "./keyfile.ts";
 import { type HelpInfo, usageText, versionText } from "./help.ts";
-
-// ---------------------------------------------------------------------------------------
-// getopt_long (glibc 2.36 semantics, not long_only)
-// ---------------------------------------------------------------------------------------
-
-/** A long option as in `struct option`: `hasArg` 0 none, 1 required, 2 optional. */
-export interface LongOption {
-  readonly name: string;
-  readonly hasArg: 0 | 1 | 2;
-  /** What getopt returns: the short option letter, or a longer key for long-only options. */
-  readonly val: string;
-}
-
-/** What one `getopt_long` call yields: an option with its argument, or an error text. */
-export type GetoptEvent =
-  | { readonly kind: "option"; readonly val: string; readonly arg: string | undefined }
-  | { readonly kind: "error"; readonly message: string };
-
-/** How to parse: short option string (getopt syntax) and long option tables. */
-export interface GetoptSpec {
-  /** e.g. `hVvdc:m:p:l:f:F::b:a:s:t:Dr`. */
-  readonly short: string;
-  /**
-   * Long options in tiers. An exact name matches in any tier; abbreviations are
-   * resolved in the first tier that has a prefix match, glibc-style inside the tier.
-   * Tier 0 is qemu-ga's own table, so deno-qga's extensions never change how a qemu-ga
-   * abbreviation resolves.
-   */
-  readonly long: readonly (readonly LongOption[])[];
-  /** Program name for error texts (glibc prints argv[0]). */
-  readonly programName: string;
-  /** `POSIXLY_CORRECT` set: stop at the first non-option instead of skipping it. */
-  readonly posixlyCorrect: boolean;
-}
-
-/** Argument kind of short option `c` in `spec`, or undefined if it is not an option. */
-function shortArgKind(spec: string, c: string): 0 | 1 | 2 | undefined {
-  if (c === ":" || c === ";") return undefined;
-  const at = spec.indexOf(c);
-  if (at < 0) return undefined;
-  if (spec[at + 1] !== ":") return 0;
-  return spec[at + 2] === ":" ? 2 : 1;
-}
-
-/** Finds a long option the way glibc's `process_long_option` does. */
-function matchLong(
-  tiers: GetoptSpec["long"],
-  name: string,
-): { found: LongOption } | { ambiguous: LongOption[] } | undefined {
-  for (const tier of tiers) {
-    const exact = tier.find((o) => o.name === name);
-    if (exact !== undefined) return { found: exact };
-  }
-  for (const tier of tiers) {
-    const prefixed = tier.filter((o) => o.name.startsWith(name));
-    const first = prefixed[0];
-    if (first === undefined) continue;
-    const differing = prefixed.filter((o) => o.hasArg !== first.hasArg || o.val !== first.val);
-    if (differing.length === 0) return { found: first };
-    const set = new Set([first, ...differing]);
-    return { ambiguous: tier.filter((o) => set.has(o)) };
-  }
-  return undefined;
-}
-
-/**
- * Walks `argv` (without the program name) like repeated `getopt_long` calls: yields
- * every option and every error (with glibc's exact text, without the newline) and
- * stops at `--` or at the end. Non-options are skipped (glibc permutes them to the
- * end; qemu-ga ignores them), or end parsing under POSIXLY_CORRECT.
- */
-export function* getoptLong(argv: readonly string[], spec: GetoptSpec): Generator<GetoptEvent> {
-  const prog = spec.programName;
-  let i = 0;
-  while (i < argv.length) {
-    const arg = argv[i] as string;
-    if (arg === "--") return;
-    if (arg.length < 2 || arg[0] !== "-") {
-      if (spec.posixlyCorrect) return;
-      i++;
-      continue;
-    }
-    i++;
-    if (arg.startsWith("--")) {
-      const body = arg.slice(2);
-      const eq = body.indexOf("=");
-      const name = eq < 0 ? body : body.slice(0, eq);
-      const m = matchLong(spec.long, name);
-      if (m === undefined) {
-        yield { kind: "error", message: `${prog}: unrecognized option '--${body}'` };
-      } else if ("ambiguous" in m) {
-        const names = m.ambiguous.map((o) => ` '--${o.name}'`).join("");
-        yield {
-          kind: "error",
-          message: `${prog}: option '--${body}' is ambiguous; possibilities:${names}`,
-        };
-      } else {
-        const o = m.found;
-        if (eq >= 0) {
-          if (o.hasArg === 0) {
-            yield {
-              kind: "error",
-              message: `${prog}: option '--${o.name}' doesn't allow an argument`,
-            };
-          } else {
-            yield { kind: "option", val: o.val, arg: body.slice(eq + 1) };
-          }
-        } else if (o.hasArg === 1) {
-          if (i < argv.length) {
-            yield { kind: "option", val: o.val, arg: argv[i++] };
-          } else {
-            yield { kind: "error", message: `${prog}: option '--${o.name}' requires an argument` };
-          }
-        } else {
-          yield { kind: "option", val: o.val, arg: undefined };
-        }
-      }
-      continue;
-    }
-    const chars = [...arg.slice(1)];
-    for (let j = 0; j < chars.length; j++) {
-      const c = chars[j] as string;
-      const kind = shortArgKind(spec.short, c);
-      if (kind === undefined) {
-        yield { kind: "error", message: `${prog}: invalid option -- '${c}'` };
-        continue;
-      }
-      if (kind === 0) {
-        yield { kind: "option", val: c, arg: undefined };
-        continue;
-      }
-      const rest = chars.slice(j + 1).join("");
-      if (rest !== "") {
-        yield { kind: "option", val: c, arg: rest };
-      } else if (kind === 2) {
-        yield { kind: "option", val: c, arg: undefined };
-      } else if (i < argv.length) {
-        yield { kind: "option", val: c, arg: argv[i++] };
-      } else {
-        yield { kind: "error", message: `${prog}: option requires an argument -- '${c}'` };
-      }
-      break;
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// qemu-ga's option tables
-// ---------------------------------------------------------------------------------------
+import { getoptLong, type GetoptSpec, type LongOption } from "./getopt.ts";
+import {
+  applyKeyFile,
+  BLACKLIST_OPTION_WARNING,
+  dumpConfigText,
+  effectiveRpcList,
+  emptyConfig,
+  glibMessage,
+  type MessageContext,
+  splitList,
+  splitPaths,
+} from "./config.ts";
+import { qemuLogLine } from "../agent/log.ts";
 
 /** qemu-ga 10.2's short options (`s` is Windows' --service; Linux accepts and ignores it). */
 export const SHORT_OPTIONS = "hVvdc:m:p:l:f:F::b:a:s:t:Dr";
@@ -210,214 +74,6 @@ export const METHODS: readonly Method[] = [
   "vsock-listen",
   "stdio",
 ];
-
-// ---------------------------------------------------------------------------------------
-// Messages
-// ---------------------------------------------------------------------------------------
-
-/** Where a GLib-style message gets its process id and clock. */
-export interface MessageContext {
-  readonly pid: number;
-  readonly now: () => Date;
-}
-
-/**
- * GLib's default log handler output for a message without log domain, as qemu-ga prints
- * config errors and warnings before its own handler is installed:
- * `\n** (process:PID): CRITICAL **: HH:MM:SS.mmm: <message>\n` (local time).
- */
-export function glibMessage(
-  level: "CRITICAL" | "WARNING",
-  message: string,
-  ctx: MessageContext,
-): string {
-  const d = ctx.now();
-  const two = (n: number) => String(n).padStart(2, "0");
-  const time = `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${
-    String(d.getMilliseconds()).padStart(3, "0")
-  }`;
-  return `\n** (process:${ctx.pid}): ${level} **: ${time}: ${message}\n`;
-}
-
-/** qemu-ga's own log line format (`ga_log`, 10.x): `<secs>.<usecs>: <level>: <message>\n`. */
-export function gaLogLine(level: string, message: string, now: Date): string {
-  const ms = now.getTime();
-  const secs = Math.floor(ms / 1000);
-  const usecs = String((ms % 1000) * 1000).padStart(6, "0");
-  return `${secs}.${usecs}: ${level}: ${message}\n`;
-}
-
-/** The deprecation warning qemu-ga 7.2 prints for the `blacklist` config key. */
-export const BLACKLIST_KEY_WARNING =
-  "config using deprecated 'blacklist' key, should be replaced with the 'block-rpcs' key.";
-
-/** deno-qga's warning for 7.2's `--blacklist` option (removed upstream in 9.1). */
-export const BLACKLIST_OPTION_WARNING =
-  "option '--blacklist' is deprecated, should be replaced with '--block-rpcs'.";
-
-// ---------------------------------------------------------------------------------------
-// Configuration state (qemu-ga's GAConfig)
-// ---------------------------------------------------------------------------------------
-
-/** qemu-ga's GAConfig plus deno-qga's extensions, before defaults are applied. */
-interface Config {
-  daemonize: boolean;
-  method: string | undefined;
-  path: string | undefined;
-  logfile: string | undefined;
-  pidfile: string | undefined;
-  fsfreezeHook: string | undefined;
-  statedir: string | undefined;
-  verbose: boolean;
-  retryPath: boolean;
-  blockRpcs: string[];
-  allowRpcs: string[];
-  dumpConf: boolean;
-  configPath: string | undefined;
-  fileRoots: string[];
-  fileReadRoots: string[];
-  execPrograms: string[];
-  helper: string | undefined;
-  printPermissions: boolean;
-}
-
-function emptyConfig(): Config {
-  return {
-    daemonize: false,
-    method: undefined,
-    path: undefined,
-    logfile: undefined,
-    pidfile: undefined,
-    fsfreezeHook: undefined,
-    statedir: undefined,
-    verbose: false,
-    retryPath: false,
-    blockRpcs: [],
-    allowRpcs: [],
-    dumpConf: false,
-    configPath: undefined,
-    fileRoots: [],
-    fileReadRoots: [],
-    execPrograms: [],
-    helper: undefined,
-    printPermissions: false,
-  };
-}
-
-/**
- * qemu-ga's `split_list`: `g_strsplit(str, ",")` then `g_list_prepend`, so one option's
- * items come out reversed (`a,b` → `[b, a]`); an empty string gives no items.
- */
-export function splitList(text: string): string[] {
-  return text === "" ? [] : text.split(",").reverse();
-}
-
-/**
- * deno-qga's lists: items in the given order, empty items dropped. Items are separated by
- * `,` (as on qemu-ga's command line) or `;` (GKeyFile's list syntax, as in qemu-ga's own
- * test config `block-rpcs=guest-ping;guest-get-time`), so `exec-programs=a;b` names two
- * programs.
- */
-export function splitPaths(text: string): string[] {
-  return text.split(/[,;]/).filter((s) => s !== "");
-}
-
-/**
- * The RPC names a block or allow list means. qemu-ga splits its lists on `,` only, so
- * `block-rpcs=guest-ping;guest-get-time` is stored (and dumped by `-D`) as one name that
- * blocks nothing; no command name contains `;`, so deno-qga blocks both names (the
- * operator's plain intent) while `-D` still prints the list exactly as qemu-ga does.
- */
-export function effectiveRpcList(stored: readonly string[]): string[] {
-  return stored.flatMap((item) => item.split(";")).filter((s) => s !== "");
-}
-
-/** `config_load` (10.2, plus 7.2's `blacklist` key and deno-qga's keys). */
-function applyKeyFile(config: Config, kf: KeyFile, warnings: string[], ctx: MessageContext): void {
-  const G = "general";
-  // qemu-ga keeps reading after a bad value and reports the first error at the end.
-  let firstError: KeyFileError | undefined;
-  function read<T>(key: string, get: (key: string) => T, set: (v: T) => void): void {
-    if (!kf.hasKey(G, key)) return;
-    try {
-      set(get(key));
-    } catch (e) {
-      if (!(e instanceof KeyFileError)) throw e;
-      firstError ??= e;
-    }
-  }
-  const str = (k: string) => kf.getString(G, k);
-  const bool = (k: string) => kf.getBoolean(G, k);
-
-  read("daemon", bool, (v) => config.daemonize = v);
-  read("method", str, (v) => config.method = v);
-  read("path", str, (v) => config.path = v);
-  read("logfile", str, (v) => config.logfile = v);
-  read("pidfile", str, (v) => config.pidfile = v);
-  read("fsfreeze-hook", str, (v) => config.fsfreezeHook = v);
-  read("statedir", str, (v) => config.statedir = v);
-  read("verbose", bool, (v) => config.verbose ||= v);
-  read("retry-path", bool, (v) => config.retryPath = v);
-  // 7.2: a `blacklist` key is used instead of `block-rpcs` (never both).
-  let blockKey = "block-rpcs";
-  if (kf.hasKey(G, "blacklist")) {
-    warnings.push(glibMessage("WARNING", BLACKLIST_KEY_WARNING, ctx).slice(0, -1));
-    blockKey = "blacklist";
-  }
-  read(blockKey, str, (v) => config.blockRpcs.push(...splitList(v)));
-  read("allow-rpcs", str, (v) => config.allowRpcs.push(...splitList(v)));
-  read("file-roots", str, (v) => config.fileRoots.push(...splitPaths(v)));
-  read("file-read-roots", str, (v) => config.fileReadRoots.push(...splitPaths(v)));
-  read("exec-programs", str, (v) => config.execPrograms.push(...splitPaths(v)));
-  read("helper", str, (v) => config.helper = v);
-  read("print-permissions", bool, (v) => config.printPermissions = v);
-  if (firstError !== undefined) throw firstError;
-}
-
-/** `config_dump`: the `-D` keyfile (10.2 order), then deno-qga's keys that are set. */
-export function dumpConfigText(config: {
-  readonly daemonize: boolean;
-  readonly method: string;
-  readonly path: string | undefined;
-  readonly logfile: string | undefined;
-  readonly pidfile: string;
-  readonly fsfreezeHook: string | undefined;
-  readonly statedir: string;
-  readonly verbose: boolean;
-  readonly retryPath: boolean;
-  readonly blockRpcs: readonly string[];
-  readonly allowRpcs: readonly string[];
-  readonly fileRoots: readonly string[];
-  readonly fileReadRoots: readonly string[];
-  readonly execPrograms: readonly string[];
-  readonly helper: string | undefined;
-  readonly printPermissions: boolean;
-}): string {
-  const e: [string, string][] = [];
-  e.push(["daemon", String(config.daemonize)]);
-  e.push(["method", config.method]);
-  if (config.path !== undefined) e.push(["path", config.path]);
-  if (config.logfile !== undefined) e.push(["logfile", config.logfile]);
-  e.push(["pidfile", config.pidfile]);
-  if (config.fsfreezeHook !== undefined) e.push(["fsfreeze-hook", config.fsfreezeHook]);
-  e.push(["statedir", config.statedir]);
-  e.push(["verbose", String(config.verbose)]);
-  e.push(["retry-path", String(config.retryPath)]);
-  e.push(["block-rpcs", config.blockRpcs.join(",")]);
-  e.push(["allow-rpcs", config.allowRpcs.join(",")]);
-  if (config.fileRoots.length > 0) e.push(["file-roots", config.fileRoots.join(",")]);
-  if (config.fileReadRoots.length > 0) {
-    e.push(["file-read-roots", config.fileReadRoots.join(",")]);
-  }
-  if (config.execPrograms.length > 0) e.push(["exec-programs", config.execPrograms.join(",")]);
-  if (config.helper !== undefined) e.push(["helper", config.helper]);
-  if (config.printPermissions) e.push(["print-permissions", "true"]);
-  return formatKeyFile("general", e);
-}
-
-// ---------------------------------------------------------------------------------------
-// parseCommandLine
-// ---------------------------------------------------------------------------------------
 
 /** What the caller knows about this build and process. */
 export interface CliInfo {
@@ -470,11 +126,6 @@ function optionalEnv(
   }
 }
 
-/** `helper/qga-helper` in the repository root (next to main.ts). */
-function repoHelperPath(): string {
-  return fileURLToPath(new URL("../helper/qga-helper", import.meta.url));
-}
-
 /**
  * Parses qemu-ga's command line and configuration file (qga-reference.md §4.1-4.3).
  *
@@ -498,7 +149,7 @@ export async function parseCommandLine(
     version: info.version,
     denoQgaVersion: info.denoQgaVersion,
     denoVersion: info.denoVersion,
-    defaultHelper: info.defaultHelper ?? repoHelperPath(),
+    defaultHelper: info.defaultHelper ?? defaultOptions().helper,
   };
   const spec: GetoptSpec = {
     short: SHORT_OPTIONS,
@@ -643,12 +294,12 @@ export async function parseCommandLine(
 
   if (!(METHODS as readonly string[]).includes(method)) {
     // qemu-ga fails here only when it opens the channel, through its own log handler.
-    const now = ctx.now();
+    const micros = BigInt(ctx.now().getTime()) * 1000n;
     return exit(
       1,
       "",
-      gaLogLine("critical", `unsupported channel method/type: ${method}`, now) +
-        gaLogLine("critical", "failed to initialize guest agent channel", now),
+      qemuLogLine("critical", `unsupported channel method/type: ${method}`, micros) +
+        qemuLogLine("critical", "failed to initialize guest agent channel", micros),
     );
   }
 

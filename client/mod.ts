@@ -14,21 +14,24 @@
 
 export {
   type ConnectOptions,
+  type ExecuteOptions,
+  type NoReplyOptions,
+  QgaConnection,
+  type QgaReply,
+  SENTINEL_BYTE,
+  type TextReply,
+  unwrapReply,
+} from "./connection.ts";
+export {
   type CopyOptions,
   type CopyProgress,
   type CopyResult,
   DEFAULT_CHUNK,
   type ExecOptions,
   type ExecResult,
-  type ExecuteOptions,
   MAX_READ_CHUNK,
   MAX_WRITE_CHUNK,
-  type NoReplyOptions,
   QgaClient,
-  type QgaReply,
-  SENTINEL_BYTE,
-  type TextReply,
-  unwrapReply,
 } from "./client.ts";
 export {
   QgaClientError,

@@ -14,9 +14,9 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { decodeQemuBase64 } from "../schema/base64.ts";
-import { array, bool, str, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { decodeQemuBase64 } from "../protocol/base64.ts";
+import { array, bool, str, struct } from "../protocol/types.ts";
 import { type AuthKeysReply, type AuthKeysRequest, strerror } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
 import { runGaCommand } from "./run_command.ts";
@@ -82,7 +82,7 @@ const SSH_DIFFERENCES = "Users are looked up in /etc/passwd only (qemu-ga asks N
   "user owns it.";
 
 /** guest-ssh-get-authorized-keys. */
-export const guestSshGetAuthorizedKeys = defineCommand<{ username: string }, { keys: string[] }>({
+export const guestSshGetAuthorizedKeys = defineCommand({
   name: "guest-ssh-get-authorized-keys",
   since: "5.2",
   doc:
@@ -103,10 +103,7 @@ export const guestSshGetAuthorizedKeys = defineCommand<{ username: string }, { k
 });
 
 /** guest-ssh-add-authorized-keys. */
-export const guestSshAddAuthorizedKeys = defineCommand<
-  { username: string; keys: string[]; reset?: boolean },
-  Record<string, never>
->({
+export const guestSshAddAuthorizedKeys = defineCommand({
   name: "guest-ssh-add-authorized-keys",
   since: "5.2",
   doc: "Append public keys to a user's ~/.ssh/authorized_keys (or replace them with reset)",
@@ -126,15 +123,11 @@ export const guestSshAddAuthorizedKeys = defineCommand<
       keys: args.keys,
       reset: args.reset ?? false,
     });
-    return {};
   },
 });
 
 /** guest-ssh-remove-authorized-keys. */
-export const guestSshRemoveAuthorizedKeys = defineCommand<
-  { username: string; keys: string[] },
-  Record<string, never>
->({
+export const guestSshRemoveAuthorizedKeys = defineCommand({
   name: "guest-ssh-remove-authorized-keys",
   since: "5.2",
   doc: "Remove public keys from a user's ~/.ssh/authorized_keys",
@@ -145,7 +138,6 @@ export const guestSshRemoveAuthorizedKeys = defineCommand<
   async handler(args, ctx) {
     checkKeys(args.keys);
     await authKeys(ctx, { op: "remove", username: args.username, keys: args.keys });
-    return {};
   },
 });
 
@@ -156,10 +148,7 @@ function cBytes(b: Uint8Array): Uint8Array {
 }
 
 /** guest-set-user-password. */
-export const guestSetUserPassword = defineCommand<
-  { username: string; password: string; crypted: boolean },
-  Record<string, never>
->({
+export const guestSetUserPassword = defineCommand({
   name: "guest-set-user-password",
   since: "2.3",
   doc: "Set a user's password with chpasswd (base64 password, optionally already crypted)",
@@ -169,7 +158,7 @@ export const guestSetUserPassword = defineCommand<
   args: struct("guest-set-user-password-arg", { username: str, password: str, crypted: bool }),
   sensitive: ["password"],
   needs: { helper: ["run"] },
-  async handler(args, ctx: Context) {
+  async handler(args, ctx) {
     const raw = cBytes(decodeQemuBase64(args.password));
     if (raw.includes(0x0a)) throw new QgaError("forbidden characters in raw password");
     const username = args.username.split("\0")[0]!;
@@ -182,6 +171,5 @@ export const guestSetUserPassword = defineCommand<
       username,
       password: raw.toBase64(),
     }, "set user password");
-    return {};
   },
 });

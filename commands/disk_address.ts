@@ -23,8 +23,8 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { enumType, int, str, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { enumType, int, type Returned, str, struct } from "../protocol/types.ts";
 import { type SystemAccess, toSysError } from "../system/mod.ts";
 
 /** GuestDiskBusType (2.2; `nvme` since 7.1). */
@@ -79,33 +79,8 @@ export const GuestDiskAddress = struct("GuestDiskAddress", {
   "*ccw-address": GuestCCWAddress,
 });
 
-/** A GuestPCIAddress value. */
-export interface PciAddress {
-  domain: number;
-  bus: number;
-  slot: number;
-  function: number;
-}
-
-/** A GuestCCWAddress value. */
-export interface CcwAddress {
-  cssid: number;
-  ssid: number;
-  subchno: number;
-  devno: number;
-}
-
-/** A GuestDiskAddress value, keyed by wire member names. */
-export interface DiskAddress {
-  "pci-controller": PciAddress;
-  "bus-type": string;
-  bus: number;
-  target: number;
-  unit: number;
-  serial?: string;
-  dev?: string;
-  "ccw-address"?: CcwAddress;
-}
+/** A GuestDiskAddress value. */
+export type DiskAddress = Returned<typeof GuestDiskAddress>;
 
 /**
  * What the walk accumulates for one filesystem (qemu-ga's GuestFilesystemInfo

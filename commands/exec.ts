@@ -4,19 +4,29 @@
  *
  * Which programs may run is checked here first, against `--exec-programs`
  * (commands/exec_policy.ts); Deno's `--allow-run` grant is the second line. Children are
- * started with Deno.Command; `merged` capture gives the child one socket as both stdout
- * and stderr (system/shared_output.ts), so the writes keep their order as with qemu-ga's
- * dup2. Started processes live in a per-agent table (ctx.store) until a
+ * started by system/process.ts; `merged` capture gives the child one socket as both
+ * stdout and stderr (system/shared_output.ts), so the writes keep their order as with
+ * qemu-ga's dup2. Started processes live in a per-agent table (ctx.store) until a
  * guest-exec-status reports them finished.
  *
  * @module
  */
 
-import { constants as osConstants } from "node:os";
-import { QgaError } from "../schema/errors.ts";
-import { decodeQemuBase64, encodeBase64 } from "../schema/base64.ts";
-import { alternate, array, bool, enumType, int, str, struct } from "../schema/types.ts";
-import { strerror } from "../system/mod.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { decodeQemuBase64, encodeBase64 } from "../protocol/base64.ts";
+import {
+  alternate,
+  array,
+  bool,
+  enumType,
+  type Infer,
+  int,
+  type Returned,
+  str,
+  struct,
+} from "../protocol/types.ts";
+import { SandboxRefusal, toSysError } from "../system/mod.ts";
+import { type Child, type ChildExit, spawnChild } from "../system/process.ts";
 import { openSharedOutput, type SharedOutput, sharedOutputPath } from "../system/shared_output.ts";
 import { type Context, defineCommand } from "./types.ts";
 import { programToSpawn, SYSTEM_BIN_DIRS } from "./exec_policy.ts";
@@ -31,25 +41,34 @@ const CAPTURE_MODES = ["none", "stdout", "stderr", "separated", "merged"] as con
 /** GuestExecCaptureOutputMode. */
 export type CaptureMode = typeof CAPTURE_MODES[number];
 
+/** guest-exec's arguments. */
+const GuestExecArgs = struct("guest-exec-arg", {
+  path: str,
+  "*arg": array(str),
+  "*env": array(str),
+  "*input-data": str,
+  "*capture-output": alternate("GuestExecCaptureOutput", {
+    bool,
+    str: enumType("GuestExecCaptureOutputMode", CAPTURE_MODES),
+  }),
+});
+
 /** guest-exec arguments as the dispatcher hands them over. */
-export interface ExecArgs {
-  path: string;
-  arg?: string[];
-  env?: string[];
-  "input-data"?: string;
-  "capture-output"?: boolean | CaptureMode;
-}
+export type ExecArgs = Infer<typeof GuestExecArgs>;
+
+/** GuestExecStatus. */
+const GuestExecStatus = struct("GuestExecStatus", {
+  exited: bool,
+  "*exitcode": int,
+  "*signal": int,
+  "*out-data": str,
+  "*err-data": str,
+  "*out-truncated": bool,
+  "*err-truncated": bool,
+});
 
 /** GuestExecStatus as returned (optional members omitted). */
-export interface ExecStatus {
-  exited: boolean;
-  exitcode?: number;
-  signal?: number;
-  "out-data"?: string;
-  "err-data"?: string;
-  "out-truncated"?: boolean;
-  "err-truncated"?: boolean;
-}
+export type ExecStatus = Returned<typeof GuestExecStatus>;
 
 /** One captured stream: at most {@link EXEC_MAX_OUTPUT} bytes kept, the rest drained. */
 class Capture {
@@ -92,31 +111,21 @@ class ExecProcess {
   readonly pid: number;
   readonly out: Capture | null;
   readonly err: Capture | null;
-  #status: Deno.CommandStatus | null = null;
+  #exit: ChildExit | null = null;
   #finished = false;
 
-  /**
-   * `merged`: the child's one shared output socket, or `"pipes"` when there is none and
-   * its stderr pipe is appended to `out` in arrival order.
-   */
-  constructor(
-    child: Deno.ChildProcess,
-    out: Capture | null,
-    err: Capture | null,
-    merged: SharedOutput | "pipes" | null,
-  ) {
+  /** Captures what the child's streams carry (`merged`: both into `out`, in arrival order). */
+  constructor(child: Child) {
     this.pid = child.pid;
-    this.out = out;
-    this.err = err;
+    this.out = child.out.length > 0 ? new Capture() : null;
+    this.err = child.err ? new Capture() : null;
     const drains: Promise<void>[] = [];
-    if (out && merged && merged !== "pipes") drains.push(drain(merged.reader.readable, out));
-    else if (out) drains.push(drain(child.stdout, out));
-    if (err) drains.push(drain(child.stderr, err));
-    else if (out && merged === "pipes") drains.push(drain(child.stderr, out));
-    const status = child.status.then((s) => {
-      this.#status = s;
+    for (const stream of child.out) drains.push(drain(stream, this.out!));
+    if (child.err) drains.push(drain(child.err, this.err!));
+    const exit = child.exit.then((s) => {
+      this.#exit = s;
     });
-    Promise.all([status, ...drains]).then(() => {
+    Promise.all([exit, ...drains]).then(() => {
       this.#finished = true;
     });
   }
@@ -127,14 +136,10 @@ class ExecProcess {
   }
 
   status(): ExecStatus {
-    if (!this.#finished || !this.#status) return { exited: false };
+    if (!this.#finished || !this.#exit) return { exited: false };
     const st: ExecStatus = { exited: true };
-    const sig = this.#status.signal;
-    if (sig !== null) {
-      st.signal = (osConstants.signals as Record<string, number>)[sig] ?? 0;
-    } else {
-      st.exitcode = this.#status.code;
-    }
+    if (this.#exit.signal !== null) st.signal = this.#exit.signal;
+    else st.exitcode = this.#exit.code;
     if (this.out && this.out.size > 0) {
       st["out-data"] = encodeBase64(this.out.bytes());
       st["out-truncated"] = this.out.truncated;
@@ -206,12 +211,11 @@ function envFromList(list: string[]): Record<string, string> {
   return env;
 }
 
-/** Turns a spawn exception into qemu-ga's (10.2) GLib message, or the sandbox's. */
+/** Turns a spawn failure into qemu-ga's (10.2) GLib message, or the sandbox's. */
 function spawnError(e: unknown, path: string): QgaError {
-  const err = e as { name?: string; message?: string };
-  const message = String(err?.message ?? e);
-  if (err?.name === "NotCapable") {
-    if (/environment variable/.test(message)) {
+  const err = toSysError(e);
+  if (err instanceof SandboxRefusal) {
+    if (/environment variable/.test(err.message)) {
       return new QgaError(
         `guest-exec: program '${path}' cannot be started with LD_PRELOAD or LD_LIBRARY_PATH ` +
           `set: the agent's sandbox (--allow-run) refuses it`,
@@ -221,11 +225,7 @@ function spawnError(e: unknown, path: string): QgaError {
       `guest-exec: program '${path}' is not permitted by the agent's sandbox (--allow-run)`,
     );
   }
-  let reason: string;
-  if (err?.name === "NotFound") reason = strerror("ENOENT");
-  else if (err?.name === "PermissionDenied") reason = strerror("EACCES");
-  else reason = /: ([^:]+?) \(os error \d+\)$/.exec(message)?.[1] ?? message;
-  return new QgaError(`Failed to execute child process \u201C${path}\u201D (${reason})`);
+  return new QgaError(`Failed to execute child process \u201C${path}\u201D (${err.strerror})`);
 }
 
 /**
@@ -249,7 +249,7 @@ async function sharedOutput(ctx: Context): Promise<SharedOutput | null> {
 }
 
 /** guest-exec: starts a program in the background and returns its pid. */
-export const guestExec = defineCommand<ExecArgs, { pid: number }>({
+export const guestExec = defineCommand({
   name: "guest-exec",
   since: "2.5",
   doc: "Execute a command in the guest; poll guest-exec-status for its result",
@@ -268,16 +268,7 @@ export const guestExec = defineCommand<ExecArgs, { pid: number }>({
     "without `=` are dropped (Deno cannot pass them); for duplicated names the first wins, as " +
     "getenv sees it; the child's environment is ordered by name (Deno sorts it). A script without #! is run the way the kernel and Deno allow (GLib would " +
     "retry it with /bin/sh).",
-  args: struct("guest-exec-arg", {
-    path: str,
-    "*arg": array(str),
-    "*env": array(str),
-    "*input-data": str,
-    "*capture-output": alternate("GuestExecCaptureOutput", {
-      bool,
-      str: enumType("GuestExecCaptureOutputMode", CAPTURE_MODES),
-    }),
-  }),
+  args: GuestExecArgs,
   returns: struct("GuestExec", { pid: int }),
   sensitive: ["input-data", "env"],
   needs: (options) => {
@@ -312,47 +303,27 @@ export const guestExec = defineCommand<ExecArgs, { pid: number }>({
       ...(args.env !== undefined ? { env: args.env.map(cString) } : {}),
     });
     const mode = captureMode(args["capture-output"]);
-    const wantOut = mode === "stdout" || mode === "separated" || mode === "merged";
-    const wantErr = mode === "stderr" || mode === "separated" || mode === "merged";
     const shared = mode === "merged" ? await sharedOutput(ctx) : null;
-    const options: Deno.CommandOptions = {
-      args: argv,
-      stdin: input ? "piped" : "null",
-      stdout: wantOut ? "piped" : "null",
-      stderr: wantErr ? "piped" : "null",
-    };
-    if (shared) {
-      // Deno.Command takes a raw descriptor here (see system/shared_output.ts).
-      options.stdout = shared.childFd as unknown as "piped";
-      options.stderr = shared.childFd as unknown as "piped";
-    }
-    if (args.env !== undefined) {
-      options.env = envFromList(args.env);
-      options.clearEnv = true;
-    }
-    let child: Deno.ChildProcess;
+    let child: Child;
     try {
-      child = new Deno.Command(program, options).spawn();
+      child = spawnChild(program, {
+        args: argv,
+        ...(args.env !== undefined ? { env: envFromList(args.env) } : {}),
+        input,
+        output: mode,
+        shared,
+      });
     } catch (e) {
-      shared?.close();
       throw spawnError(e, path);
     }
-    shared?.closeChildEnd();
-    if (input) {
-      const writer = child.stdin.getWriter();
-      writer.write(input).then(() => writer.close()).catch(() => writer.abort().catch(() => {}));
-    }
-    const out = wantOut ? new Capture() : null;
-    const err = mode === "stderr" || mode === "separated" ? new Capture() : null;
-    const merged = mode === "merged" ? (shared ?? "pipes") : null;
-    const proc = new ExecProcess(child, out, err, merged);
+    const proc = new ExecProcess(child);
     table.add(proc);
     return { pid: proc.pid };
   },
 });
 
 /** guest-exec-status: reports a guest-exec process; a finished one is then forgotten. */
-export const guestExecStatus = defineCommand<{ pid: bigint }, ExecStatus>({
+export const guestExecStatus = defineCommand({
   name: "guest-exec-status",
   since: "2.5",
   doc: "Get the status of a process started by guest-exec, its output once it has finished",
@@ -360,15 +331,7 @@ export const guestExecStatus = defineCommand<{ pid: bigint }, ExecStatus>({
     "(a format-string bug upstream since 8.2; 7.2 says `Invalid parameter 'pid'`): clients only " +
     "test for an error, and the differential suite compares against 10.2.",
   args: struct("guest-exec-status-arg", { pid: int }),
-  returns: struct("GuestExecStatus", {
-    exited: bool,
-    "*exitcode": int,
-    "*signal": int,
-    "*out-data": str,
-    "*err-data": str,
-    "*out-truncated": bool,
-    "*err-truncated": bool,
-  }),
+  returns: GuestExecStatus,
   needs: {},
   handler(args, ctx) {
     const table = execTable(ctx);

@@ -17,10 +17,10 @@
  * @module
  */
 
-import { realpathSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import { QgaError } from "../schema/errors.ts";
+import { QgaError } from "../protocol/errors.ts";
 import { strerror } from "../system/mod.ts";
+import { realPath, statPath } from "../system/lookup.ts";
 
 /** Where programs live; read grants for the lookup when file roots narrow the agent's reads. */
 export const SYSTEM_BIN_DIRS: readonly string[] = [
@@ -37,7 +37,7 @@ export const GLIB_DEFAULT_PATH = "/bin:/usr/bin:.";
 
 function exists(path: string): boolean {
   try {
-    statSync(path);
+    statPath(path);
     return true;
   } catch {
     return false;
@@ -47,8 +47,8 @@ function exists(path: string): boolean {
 /** True when `path` is a regular file with an execute bit (root may run it). */
 function isExecutableFile(path: string): boolean {
   try {
-    const st = statSync(path);
-    return st.isFile() && (st.mode & 0o111) !== 0;
+    const st = statPath(path);
+    return st.isFile && (st.mode & 0o111) !== 0;
   } catch {
     return false;
   }
@@ -72,7 +72,7 @@ export function findProgram(name: string, searchPath: string | undefined): strin
 
 function canonical(path: string): string | null {
   try {
-    return realpathSync(path);
+    return realPath(path);
   } catch {
     return null;
   }

@@ -2,45 +2,36 @@
  * guest-file-open, -close, -read, -write, -seek and -flush (qga-reference.md
  * §2.3 "Files", §3.3-3.5).
  *
- * qemu-ga keeps a stdio `FILE*` per handle. We keep the descriptor (opened by
- * node:fs with the exact open(2) flags: O_NOCTTY|O_NONBLOCK, O_CLOEXEC added by
- * Deno) and emulate what the client can observe of stdio:
+ * qemu-ga keeps a stdio `FILE*` per handle. We keep a GuestFile (system/guest_file.ts:
+ * the descriptor, the position ftell would report, feof's `eof`) and here what the client
+ * sees of qemu-ga on top of it: the handle table, the file policy (commands/file_policy.ts),
+ * qemu-ga's texts, and its read/write state machine (rw_state): a write after a read first
+ * does fseek(0, SEEK_CUR), which fails `Illegal seek` on a FIFO; a read after a write
+ * flushes; seek and flush reset the state.
  *
- * - Regular files and directories are read and written with pread/pwrite at a
- *   position we track (node:fs has no lseek); that position is what ftell
- *   reports. Append modes write at the end and then stand at the end, as the
- *   kernel's O_APPEND does. FIFOs and other streams use plain read/write.
- * - `eof` is feof(): true only when a read hit the end (a read of exactly the
- *   remaining bytes says false; the next one returns 0 bytes and true).
- * - The read/write state machine of qemu-ga (rw_state): a write after a read
- *   first does fseek(0, SEEK_CUR), which fails `Illegal seek` on a FIFO; a read
- *   after a write flushes; seek and flush reset the state.
- * - Writes go through at once. stdio would hold up to one buffer (4 KiB) until
- *   the next flush, close, seek or read; the only differences are that other
- *   readers see the data earlier and that a write error (ENOSPC, a full FIFO)
- *   is reported by the write instead of by the later flush or close.
+ * Writes go through at once. stdio would hold up to one buffer (4 KiB) until the next
+ * flush, close, seek or read; the only differences are that other readers see the data
+ * earlier and that a write error (ENOSPC, a full FIFO) is reported by the write instead
+ * of by the later flush or close.
  *
  * @module
  */
 
+import { decodeQemuBase64 } from "../protocol/base64.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { INT64_MAX } from "../protocol/int64.ts";
+import { alternate, base64Str, bool, enumType, int, str, struct } from "../protocol/types.ts";
+import { toSysError } from "../system/mod.ts";
 import {
-  closeSync,
-  constants as C,
-  fchmodSync,
-  fstatSync,
-  ftruncateSync,
-  openSync,
-  readSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
-import { decodeQemuBase64 } from "../schema/base64.ts";
-import { QgaError } from "../schema/errors.ts";
-import { alternate, base64Str, bool, enumType, int, str, struct } from "../schema/types.ts";
-import { strerror, SysError, toSysError } from "../system/mod.ts";
-import { type CommandDef, type Context, defineCommand, type Needs } from "./types.ts";
+  type GuestFile,
+  OPEN_MODES,
+  OpenError,
+  openGuestFile,
+  writesTo,
+} from "../system/guest_file.ts";
+import { type Context, defineCommand, type Needs } from "./types.ts";
 import { checkFileAccess, fileGrants, policyError, stillSameFile } from "./file_policy.ts";
-import type { AgentOptions } from "../agent/options.ts";
+import type { AgentOptions } from "../config/options.ts";
 
 /** QGA_READ_COUNT_DEFAULT. */
 export const READ_COUNT_DEFAULT = 4096n;
@@ -49,12 +40,6 @@ export const READ_COUNT_MAX = 50331648n;
 
 /** Our bound on open guest-file handles; qemu-ga is bounded only by RLIMIT_NOFILE. */
 export const MAX_OPEN_FILES = 1024;
-/** DEFAULT_NEW_FILE_MODE. */
-const NEW_FILE_MODE = 0o666;
-const INT64_MAX = 2n ** 63n - 1n;
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-/** Linux O_ACCMODE (node:fs in Deno does not export it). */
-const O_ACCMODE = 3;
 
 /** GuestFileRead. */
 export const GuestFileRead = struct("GuestFileRead", {
@@ -71,38 +56,6 @@ export const QGASeek = enumType("QGASeek", ["set", "cur", "end"]);
 /** GuestFileWhence: an integer whence code or a QGASeek name. */
 export const GuestFileWhence = alternate("GuestFileWhence", { num: int, str: QGASeek });
 
-/** What open(2) gets for each fopen mode string qemu-ga accepts (§3.4). */
-interface OpenMode {
-  readonly flags: number;
-  readonly append: boolean;
-}
-
-const RDONLY: OpenMode = { flags: C.O_RDONLY, append: false };
-const WRONLY_TRUNC: OpenMode = { flags: C.O_WRONLY | C.O_CREAT | C.O_TRUNC, append: false };
-const WRONLY_APPEND: OpenMode = { flags: C.O_WRONLY | C.O_CREAT | C.O_APPEND, append: true };
-const RDWR: OpenMode = { flags: C.O_RDWR, append: false };
-const RDWR_TRUNC: OpenMode = { flags: C.O_RDWR | C.O_CREAT | C.O_TRUNC, append: false };
-const RDWR_APPEND: OpenMode = { flags: C.O_RDWR | C.O_CREAT | C.O_APPEND, append: true };
-
-/** The twelve accepted mode strings (fifteen spellings), matched exactly. */
-const OPEN_MODES: ReadonlyMap<string, OpenMode> = new Map([
-  ["r", RDONLY],
-  ["rb", RDONLY],
-  ["w", WRONLY_TRUNC],
-  ["wb", WRONLY_TRUNC],
-  ["a", WRONLY_APPEND],
-  ["ab", WRONLY_APPEND],
-  ["r+", RDWR],
-  ["rb+", RDWR],
-  ["r+b", RDWR],
-  ["w+", RDWR_TRUNC],
-  ["wb+", RDWR_TRUNC],
-  ["w+b", RDWR_TRUNC],
-  ["a+", RDWR_APPEND],
-  ["ab+", RDWR_APPEND],
-  ["a+b", RDWR_APPEND],
-]);
-
 /** qemu-ga's rw_state. */
 const enum RwState {
   New,
@@ -110,68 +63,26 @@ const enum RwState {
   Writing,
 }
 
-/** One open guest file. */
-interface GuestFile {
-  readonly fd: number;
-  /** pread/pwrite at `pos` (regular file, directory, block device) or plain read/write. */
-  readonly seekable: boolean;
-  /** A regular file: its size bounds what a read can return. */
-  readonly regular: boolean;
-  readonly isDir: boolean;
-  /** Opened for reading / writing (the kernel's EBADF checks). */
-  readonly readable: boolean;
-  readonly writable: boolean;
-  readonly append: boolean;
-  /** What ftell would say. */
-  pos: bigint;
+/** One guest-file handle: the open file and qemu-ga's rw_state for it. */
+interface Handle {
+  readonly file: GuestFile;
   state: RwState;
 }
 
 /** The handle table of an agent. */
-function files(ctx: Context): Map<bigint, GuestFile> {
-  return ctx.store("guest-file", () => new Map<bigint, GuestFile>());
-}
-
-function asBig(v: bigint | number): bigint {
-  return typeof v === "bigint" ? v : BigInt(v);
+function handles(ctx: Context): Map<bigint, Handle> {
+  return ctx.store("guest-file", () => new Map<bigint, Handle>());
 }
 
 /** guest_file_handle_find. */
-function findHandle(ctx: Context, id: bigint | number): GuestFile {
-  const f = files(ctx).get(asBig(id));
-  if (!f) throw new QgaError(`handle '${asBig(id)}' has not been found`);
-  return f;
+function findHandle(ctx: Context, id: bigint): Handle {
+  const h = handles(ctx).get(id);
+  if (!h) throw new QgaError(`handle '${id}' has not been found`);
+  return h;
 }
 
 function invalidCount(count: bigint): QgaError {
   return new QgaError(`value '${count}' is invalid for argument count`);
-}
-
-/** Opens `target` as safe_open_or_create does; returns the fd and whether it created the file. */
-function openOrCreate(target: string, flags: number): { fd: number; created: boolean } {
-  if (flags & C.O_CREAT) {
-    try {
-      return { fd: openSync(target, flags | C.O_EXCL, 0), created: true };
-    } catch (e) {
-      if (toSysError(e).code !== "EEXIST") throw e;
-      return { fd: openSync(target, flags & ~C.O_CREAT), created: false };
-    }
-  }
-  return { fd: openSync(target, flags), created: false };
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Nothing to report: the open already failed.
-  }
-}
-
-/** Arguments of guest-file-open. */
-export interface FileOpenArgs {
-  path: string;
-  mode?: string;
 }
 
 /** Needs of guest-file-open: the policy's read and write grants. */
@@ -181,7 +92,7 @@ function openNeeds(options: AgentOptions): Needs {
 }
 
 /** guest-file-open. */
-export const guestFileOpen: CommandDef<FileOpenArgs, bigint> = defineCommand({
+export const guestFileOpen = defineCommand({
   name: "guest-file-open",
   since: "0.15.0",
   doc: "Open a file in the guest and return a handle for the other guest-file commands.",
@@ -195,94 +106,50 @@ export const guestFileOpen: CommandDef<FileOpenArgs, bigint> = defineCommand({
     const path = args.path;
     const om = OPEN_MODES.get(mode);
     if (!om) throw new QgaError(`invalid file open mode '${mode}'`);
-    const write = om.flags !== C.O_RDONLY;
-    const resolved = checkFileAccess(path, write, ctx.options);
-    const target = resolved ?? path;
-    // Under the policy, truncation waits until the opened file is confirmed.
-    const deferTruncate = resolved !== null && (om.flags & C.O_TRUNC) !== 0;
-    const flags = (deferTruncate ? om.flags & ~C.O_TRUNC : om.flags) | C.O_NOCTTY | C.O_NONBLOCK;
-    if (files(ctx).size >= MAX_OPEN_FILES) {
+    const resolved = checkFileAccess(path, writesTo(om), ctx.options);
+    if (handles(ctx).size >= MAX_OPEN_FILES) {
       throw new QgaError(
         `guest-file-open: too many handles (${MAX_OPEN_FILES}) are open; ` +
           `close some with guest-file-close first`,
       );
     }
-    const failOpen = (e: unknown) =>
-      new QgaError(`failed to open file '${path}' (mode: '${mode}'): ${toSysError(e).strerror}`);
-
-    let opened: { fd: number; created: boolean };
+    let file: GuestFile;
     try {
-      opened = openOrCreate(target, flags);
+      file = openGuestFile(resolved ?? path, om, {
+        // Under the policy, truncation waits until the opened file is confirmed.
+        deferTruncate: resolved !== null,
+        ...(resolved !== null ? { verify: (st) => stillSameFile(resolved, st) } : {}),
+      });
     } catch (e) {
-      throw failOpen(e);
-    }
-    const { fd, created } = opened;
-    let st;
-    try {
-      st = fstatSync(fd);
-    } catch (e) {
-      closeQuietly(fd);
-      throw failOpen(e);
-    }
-    if (resolved !== null && !stillSameFile(resolved, st)) {
-      closeQuietly(fd);
-      throw policyError(path, ctx.options);
-    }
-    if (created) {
-      try {
-        fchmodSync(fd, NEW_FILE_MODE);
-      } catch (e) {
-        closeQuietly(fd);
-        try {
-          unlinkSync(target);
-        } catch {
-          // qemu-ga ignores the unlink result too.
-        }
+      if (!(e instanceof OpenError)) throw e;
+      if (e.step === "verify") throw policyError(path, ctx.options);
+      const why = e.error?.strerror;
+      if (e.step === "chmod") {
         throw new QgaError(
-          `failed to set permission 0666 on new file '${path}' (mode: '${mode}'): ${
-            toSysError(e).strerror
-          }`,
+          `failed to set permission 0666 on new file '${path}' (mode: '${mode}'): ${why}`,
         );
       }
-    }
-    if (deferTruncate && st.isFile()) {
-      try {
-        ftruncateSync(fd, 0);
-      } catch (e) {
-        closeQuietly(fd);
-        throw failOpen(e);
-      }
+      throw new QgaError(`failed to open file '${path}' (mode: '${mode}'): ${why}`);
     }
     let handle: bigint;
     try {
       handle = await ctx.allocateHandle();
     } catch (e) {
-      closeQuietly(fd);
+      try {
+        file.close();
+      } catch {
+        // The allocation failure is what gets reported.
+      }
       throw e;
     }
-    files(ctx).set(handle, {
-      fd,
-      seekable: st.isFile() || st.isDirectory() || st.isBlockDevice(),
-      regular: st.isFile(),
-      isDir: st.isDirectory(),
-      readable: (om.flags & O_ACCMODE) !== C.O_WRONLY,
-      writable: (om.flags & O_ACCMODE) !== C.O_RDONLY,
-      append: om.append,
-      pos: 0n,
-      state: RwState.New,
-    });
+    handles(ctx).set(handle, { file, state: RwState.New });
     ctx.log.debug(`guest-file-open, handle: ${handle}`);
     return handle;
   },
 });
 
-/** Arguments naming a handle. */
-export interface HandleArgs {
-  handle: bigint | number;
-}
-
 /** guest-file-close. */
-export const guestFileClose: CommandDef<HandleArgs, Record<string, never>> = defineCommand({
+export const guestFileClose = defineCommand({
   name: "guest-file-close",
   since: "0.15.0",
   doc: "Close an open file in the guest.",
@@ -291,78 +158,18 @@ export const guestFileClose: CommandDef<HandleArgs, Record<string, never>> = def
   args: struct("guest-file-close-arg", { handle: int }),
   needs: {},
   handler(args, ctx) {
-    const id = asBig(args.handle);
-    const f = findHandle(ctx, id);
-    files(ctx).delete(id);
+    const h = findHandle(ctx, args.handle);
+    handles(ctx).delete(args.handle);
     try {
-      closeSync(f.fd);
+      h.file.close();
     } catch (e) {
       throw new QgaError(`failed to close handle: ${toSysError(e).strerror}`);
     }
-    return {};
   },
 });
 
-/** Arguments of guest-file-read. */
-export interface FileReadArgs {
-  handle: bigint | number;
-  count?: bigint | number;
-}
-
-/** Result of guest-file-read. */
-export interface FileReadResult {
-  count: number;
-  "buf-b64": string;
-  eof: boolean;
-}
-
-/**
- * fread(count): reads until `count` bytes, EOF or an error. The buffer starts at
- * what a regular file can still deliver (plus one byte to see EOF) and grows if
- * the file grows under us, so a 48 MiB count on a small file costs nothing.
- */
-function readUpTo(f: GuestFile, count: number): { data: Uint8Array; eof: boolean } {
-  let size = count;
-  if (f.regular) {
-    const remaining = BigInt(fstatSync(f.fd).size) - f.pos;
-    if (remaining < BigInt(count)) size = Number(remaining < 0n ? 1n : remaining + 1n);
-  }
-  let buf = new Uint8Array(size);
-  let got = 0;
-  let eof = false;
-  try {
-    while (got < count) {
-      if (got === buf.length) {
-        const bigger = new Uint8Array(Math.min(count, buf.length * 2));
-        bigger.set(buf);
-        buf = bigger;
-      }
-      const at = f.seekable ? f.pos + BigInt(got) : null;
-      // node:fs takes positions as numbers; no filesystem stores data past 2^53,
-      // so the kernel's answer there is known: EBADF, EISDIR or the end.
-      if (at !== null && at > MAX_SAFE) {
-        if (!f.readable) throw new SysError("EBADF", strerror("EBADF"));
-        if (f.isDir) throw new SysError("EISDIR", strerror("EISDIR"));
-        eof = true;
-        break;
-      }
-      const n = readSync(f.fd, buf, got, buf.length - got, at === null ? null : Number(at));
-      if (n === 0) {
-        eof = true;
-        break;
-      }
-      got += n;
-    }
-  } catch (e) {
-    if (f.seekable) f.pos += BigInt(got);
-    throw new QgaError(`failed to read file: ${toSysError(e).strerror}`);
-  }
-  if (f.seekable) f.pos += BigInt(got);
-  return { data: buf.subarray(0, got), eof };
-}
-
 /** guest-file-read. */
-export const guestFileRead: CommandDef<FileReadArgs, FileReadResult> = defineCommand({
+export const guestFileRead = defineCommand({
   name: "guest-file-read",
   since: "0.15.0",
   doc: "Read from an open file in the guest; the data is base64-encoded.",
@@ -370,59 +177,29 @@ export const guestFileRead: CommandDef<FileReadArgs, FileReadResult> = defineCom
   returns: GuestFileRead,
   needs: {},
   handler(args, ctx) {
-    const f = findHandle(ctx, args.handle);
-    const count = args.count === undefined ? READ_COUNT_DEFAULT : asBig(args.count);
+    const h = findHandle(ctx, args.handle);
+    const count = args.count ?? READ_COUNT_DEFAULT;
     if (count < 0n || count > READ_COUNT_MAX) throw invalidCount(count);
     // A read after a write flushes first; writes went through already.
-    if (f.state === RwState.Writing) f.state = RwState.New;
+    if (h.state === RwState.Writing) h.state = RwState.New;
     if (count === 0n) {
-      f.state = RwState.Reading;
+      h.state = RwState.Reading;
       return { count: 0, "buf-b64": "", eof: false };
     }
-    const { data, eof } = readUpTo(f, Number(count));
-    f.state = RwState.Reading;
+    let read;
+    try {
+      read = h.file.read(Number(count));
+    } catch (e) {
+      throw new QgaError(`failed to read file: ${toSysError(e).strerror}`);
+    }
+    const { data, eof } = read;
+    h.state = RwState.Reading;
     return { count: data.length, "buf-b64": data.length ? data.toBase64() : "", eof };
   },
 });
 
-/** Arguments of guest-file-write. */
-export interface FileWriteArgs {
-  handle: bigint | number;
-  "buf-b64": string;
-  count?: bigint | number;
-}
-
-/** Result of guest-file-write. */
-export interface FileWriteResult {
-  count: number;
-  eof: boolean;
-}
-
-/** fwrite: writes everything or fails; returns nothing (the count is the request). */
-function writeAll(f: GuestFile, data: Uint8Array): void {
-  let done = 0;
-  try {
-    while (done < data.length) {
-      const at = f.seekable && !f.append ? f.pos + BigInt(done) : null;
-      if (at !== null && at > MAX_SAFE) {
-        const code = f.writable ? "EFBIG" : "EBADF";
-        throw new SysError(code, strerror(code));
-      }
-      done += writeSync(f.fd, data, done, data.length - done, at === null ? null : Number(at));
-    }
-  } catch (e) {
-    if (f.seekable && !f.append) f.pos += BigInt(done);
-    throw new QgaError(`failed to write to file: ${toSysError(e).strerror}`);
-  }
-  if (!f.seekable) return;
-  // O_APPEND writes land at the end and leave the offset there.
-  f.pos = f.append ? BigInt(fstatSync(f.fd).size) : f.pos + BigInt(done);
-}
-
-/** Whitespace that setFromBase64 skips but qemu-ga's character check refuses. */
-
 /** guest-file-write. */
-export const guestFileWrite: CommandDef<FileWriteArgs, FileWriteResult> = defineCommand({
+export const guestFileWrite = defineCommand({
   name: "guest-file-write",
   since: "0.15.0",
   doc: "Write base64-encoded data to an open file in the guest.",
@@ -433,38 +210,30 @@ export const guestFileWrite: CommandDef<FileWriteArgs, FileWriteResult> = define
   sensitive: ["buf-b64"],
   needs: {},
   handler(args, ctx) {
-    const f = findHandle(ctx, args.handle);
-    if (f.state === RwState.Reading) {
+    const h = findHandle(ctx, args.handle);
+    if (h.state === RwState.Reading) {
       // fseek(fh, 0, SEEK_CUR) before switching from reading to writing.
-      if (!f.seekable) throw new QgaError("failed to seek file: Illegal seek");
-      f.state = RwState.New;
+      if (!h.file.seekable) throw new QgaError("failed to seek file: Illegal seek");
+      h.state = RwState.New;
     }
     const data = decodeQemuBase64(args["buf-b64"]);
-    const count = args.count === undefined ? BigInt(data.length) : asBig(args.count);
+    const count = args.count ?? BigInt(data.length);
     if (count < 0n || count > BigInt(data.length)) throw invalidCount(count);
-    if (count > 0n) writeAll(f, data.subarray(0, Number(count)));
-    f.state = RwState.Writing;
+    if (count > 0n) {
+      try {
+        h.file.write(data.subarray(0, Number(count)));
+      } catch (e) {
+        throw new QgaError(`failed to write to file: ${toSysError(e).strerror}`);
+      }
+    }
+    h.state = RwState.Writing;
     return { count: Number(count), eof: false };
   },
 });
 
-/** Arguments of guest-file-seek. */
-export interface FileSeekArgs {
-  handle: bigint | number;
-  offset: bigint | number;
-  whence: bigint | number | string;
-}
-
-/** Result of guest-file-seek. */
-export interface FileSeekResult {
-  position: bigint;
-  eof: boolean;
-}
-
 /** ga_parse_whence: 0/1/2 or set/cur/end. */
-function parseWhence(w: bigint | number | string): "set" | "cur" | "end" {
-  if (w === "set" || w === "cur" || w === "end") return w;
-  const n = typeof w === "string" ? w : asBig(w);
+function parseWhence(n: bigint | "set" | "cur" | "end"): "set" | "cur" | "end" {
+  if (typeof n === "string") return n;
   if (n === 0n) return "set";
   if (n === 1n) return "cur";
   if (n === 2n) return "end";
@@ -472,7 +241,7 @@ function parseWhence(w: bigint | number | string): "set" | "cur" | "end" {
 }
 
 /** guest-file-seek. */
-export const guestFileSeek: CommandDef<FileSeekArgs, FileSeekResult> = defineCommand({
+export const guestFileSeek = defineCommand({
   name: "guest-file-seek",
   since: "0.15.0",
   doc: "Set the position of an open file in the guest.",
@@ -482,42 +251,35 @@ export const guestFileSeek: CommandDef<FileSeekArgs, FileSeekResult> = defineCom
   returns: GuestFileSeek,
   needs: {},
   handler(args, ctx) {
-    const f = findHandle(ctx, args.handle);
+    const h = findHandle(ctx, args.handle);
+    const f = h.file;
     const whence = parseWhence(args.whence);
     if (!f.seekable) {
-      f.state = RwState.New;
+      h.state = RwState.New;
       throw new QgaError("failed to seek file: Illegal seek");
     }
     let base = 0n;
     if (whence === "cur") base = f.pos;
-    else if (whence === "end") base = f.isDir ? INT64_MAX : BigInt(fstatSync(f.fd).size);
-    const position = base + asBig(args.offset);
+    else if (whence === "end") base = f.isDir ? INT64_MAX : f.size();
+    const position = base + args.offset;
     if (position < 0n || position > INT64_MAX) {
       throw new QgaError("failed to seek file: Invalid argument");
     }
     f.pos = position;
-    f.state = RwState.New;
+    h.state = RwState.New;
     return { position, eof: false };
   },
 });
 
 /** guest-file-flush. */
-export const guestFileFlush: CommandDef<HandleArgs, Record<string, never>> = defineCommand({
+export const guestFileFlush = defineCommand({
   name: "guest-file-flush",
   since: "0.15.0",
   doc: "Write buffered data of an open file in the guest to the file.",
   args: struct("guest-file-flush-arg", { handle: int }),
   needs: {},
   handler(args, ctx) {
-    const f = findHandle(ctx, args.handle);
-    f.state = RwState.New;
-    return {};
+    const h = findHandle(ctx, args.handle);
+    h.state = RwState.New;
   },
 });
-
-/** Closes every open guest file (agent shutdown). */
-export function closeAllFiles(ctx: Context): void {
-  const table = files(ctx);
-  for (const f of table.values()) closeQuietly(f.fd);
-  table.clear();
-}

@@ -18,11 +18,10 @@
  * @module
  */
 
-import { realpathSync, statSync } from "node:fs";
-import process from "node:process";
-import type { AgentOptions } from "../agent/options.ts";
-import { QgaError } from "../schema/errors.ts";
+import type { AgentOptions } from "../config/options.ts";
+import { QgaError } from "../protocol/errors.ts";
 import { toSysError } from "../system/mod.ts";
+import { realPath, statPath, workingDirectory } from "../system/lookup.ts";
 
 /** The Deno path grants the agent needs for guest-file-open. */
 export interface FileGrants {
@@ -43,7 +42,7 @@ export function policyActive(options: FilePolicyOptions): boolean {
 /** realpath(3) of a root, or the root as given when it cannot be resolved. */
 function canonicalRoot(root: string): string {
   try {
-    return realpathSync(root);
+    return realPath(root);
   } catch {
     return root;
   }
@@ -79,13 +78,13 @@ function inside(path: string, root: string): boolean {
  * missing components. Null when that cannot be told (a `.` or `..` after a
  * missing component, or an error other than ENOENT such as a sandbox refusal).
  */
-export function resolveForPolicy(path: string, cwd: string = process.cwd()): string | null {
+export function resolveForPolicy(path: string, cwd: string = workingDirectory()): string | null {
   const abs = path.startsWith("/") ? path : `${cwd}/${path}`;
   let head = abs;
   const missing: string[] = [];
   for (;;) {
     try {
-      const real = realpathSync(head);
+      const real = realPath(head);
       if (missing.length === 0) return real;
       return `${real === "/" ? "" : real}/${missing.join("/")}`;
     } catch (e) {
@@ -145,8 +144,8 @@ export function checkFileAccess(
  */
 export function stillSameFile(resolved: string, opened: { dev: number; ino: number }): boolean {
   try {
-    if (realpathSync(resolved) !== resolved) return false;
-    const st = statSync(resolved);
+    if (realPath(resolved) !== resolved) return false;
+    const st = statPath(resolved);
     return st.dev === opened.dev && st.ino === opened.ino;
   } catch {
     return false;

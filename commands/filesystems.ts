@@ -10,17 +10,25 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { array, bool, int, str, struct, type TypeDesc, uint64 } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { intResult } from "../protocol/int64.ts";
+import {
+  array,
+  bool,
+  int,
+  type Returned,
+  str,
+  struct,
+  type TypeDesc,
+  uint64,
+} from "../protocol/types.ts";
 import type { SysDirEntry, SystemAccess } from "../system/mod.ts";
-import { toSysError } from "../system/mod.ts";
+import { SandboxRefusal, toSysError } from "../system/mod.ts";
 import { buildMountList } from "./mount_list.ts";
 import { defineCommand } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";
-import { isSandboxRefusal } from "./run_command.ts";
 import {
   type DeviceWalk,
-  type DiskAddress,
   diskAddress,
   GuestDiskAddress,
   GuestDiskBusType,
@@ -28,11 +36,6 @@ import {
   udevDevice,
   walkDevice,
 } from "./disk_address.ts";
-
-/** A uint64 as a number when it is exactly representable, else a bigint. */
-function u64(v: bigint): number | bigint {
-  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-}
 
 // ---------------------------------------------------------------------------------
 // guest-get-fsinfo
@@ -48,16 +51,7 @@ export const GuestFilesystemInfo = struct("GuestFilesystemInfo", {
   disk: array(GuestDiskAddress),
 });
 
-/** A GuestFilesystemInfo value. */
-export interface FilesystemInfo {
-  name: string;
-  mountpoint: string;
-  type: string;
-  "used-bytes"?: number | bigint;
-  "total-bytes"?: number | bigint;
-  "total-bytes-privileged"?: number | bigint;
-  disk: DiskAddress[];
-}
+type FilesystemInfo = Returned<typeof GuestFilesystemInfo>;
 
 /** Builds guest-get-fsinfo's list: one entry per mount, in reverse mount order. */
 export async function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
@@ -79,9 +73,9 @@ export async function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
       const frsize = BigInt(st.frsize);
       const used = BigInt.asUintN(64, BigInt(st.blocks) - BigInt(st.bfree));
       const nonrootTotal = BigInt.asUintN(64, used + BigInt(st.bavail));
-      fs["used-bytes"] = u64(BigInt.asUintN(64, used * frsize));
-      fs["total-bytes"] = u64(BigInt.asUintN(64, nonrootTotal * frsize));
-      fs["total-bytes-privileged"] = u64(BigInt.asUintN(64, BigInt(st.blocks) * frsize));
+      fs["used-bytes"] = intResult(BigInt.asUintN(64, used * frsize));
+      fs["total-bytes"] = intResult(BigInt.asUintN(64, nonrootTotal * frsize));
+      fs["total-bytes-privileged"] = intResult(BigInt.asUintN(64, BigInt(st.blocks) * frsize));
     } catch {
       // statvfs failed: qemu-ga leaves the sizes out.
     }
@@ -91,7 +85,7 @@ export async function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
 }
 
 /** guest-get-fsinfo. */
-export const guestGetFsinfo = defineCommand<Record<string, never>, FilesystemInfo[]>({
+export const guestGetFsinfo = defineCommand({
   name: "guest-get-fsinfo",
   since: "2.2",
   doc: "Lists the mounted filesystems with their sizes and the disks under them",
@@ -117,25 +111,12 @@ export const GuestFilesystemTrimResult = struct("GuestFilesystemTrimResult", {
   "*error": str,
 });
 
+type TrimResult = Returned<typeof GuestFilesystemTrimResult>;
+
 /** GuestFilesystemTrimResponse (2.4). */
 export const GuestFilesystemTrimResponse = struct("GuestFilesystemTrimResponse", {
   paths: array(GuestFilesystemTrimResult),
 });
-
-/** A GuestFilesystemTrimResult value. */
-export interface TrimResult {
-  path: string;
-  trimmed?: number | bigint;
-  minimum?: number | bigint;
-  error?: string;
-}
-
-/** An int64 as a number when exactly representable. */
-function i64(v: bigint): number | bigint {
-  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)
-    ? Number(v)
-    : v;
-}
 
 /**
  * Reads one fstrim(8) run (LC_ALL=C, `-v`) as qemu-ga reads its FITRIM ioctl.
@@ -171,7 +152,7 @@ export function parseFstrim(
 }
 
 /** guest-fstrim. */
-export const guestFstrim = defineCommand<{ minimum?: bigint }, { paths: TrimResult[] }>({
+export const guestFstrim = defineCommand({
   name: "guest-fstrim",
   since: "1.2",
   doc: "Discards unused blocks of every mounted filesystem",
@@ -197,7 +178,7 @@ export const guestFstrim = defineCommand<{ minimum?: bigint }, { paths: TrimResu
           mountpoint: mount.dir,
         });
       } catch (e) {
-        if (isSandboxRefusal(e)) throw e;
+        if (e instanceof SandboxRefusal) throw e;
         result.error = `failed to trim: ${toSysError(e).strerror}`;
         continue;
       }
@@ -205,8 +186,8 @@ export const guestFstrim = defineCommand<{ minimum?: bigint }, { paths: TrimResu
       if ("error" in parsed) {
         result.error = parsed.error;
       } else {
-        result.minimum = i64(BigInt.asIntN(64, minimum));
-        result.trimmed = i64(BigInt.asIntN(64, parsed.trimmed));
+        result.minimum = intResult(BigInt.asIntN(64, minimum));
+        result.trimmed = intResult(BigInt.asIntN(64, parsed.trimmed));
       }
     }
     return { paths };
@@ -258,14 +239,7 @@ export const GuestDiskInfo = struct("GuestDiskInfo", {
   "*smart": GuestDiskSmart,
 });
 
-/** A GuestDiskInfo value. */
-export interface DiskInfo {
-  name: string;
-  partition: boolean;
-  dependencies?: string[];
-  address?: DiskAddress;
-  alias?: string;
-}
+type DiskInfo = Returned<typeof GuestDiskInfo>;
 
 /** Partition sub-directories: `<disk><digit>…` or `<disk>p<digit>…`. */
 function isPartitionOf(disk: string, entry: string): boolean {
@@ -343,7 +317,7 @@ export async function getDisks(sys: SystemAccess): Promise<DiskInfo[]> {
 }
 
 /** guest-get-disks. */
-export const guestGetDisks = defineCommand<Record<string, never>, DiskInfo[]>({
+export const guestGetDisks = defineCommand({
   name: "guest-get-disks",
   since: "5.2",
   doc: "Lists the block devices and partitions with their dependencies and addresses",
@@ -385,13 +359,7 @@ export const GuestDiskStatsInfo = struct("GuestDiskStatsInfo", {
   stats: GuestDiskStats,
 });
 
-/** A GuestDiskStatsInfo value. */
-export interface DiskStatsInfo {
-  name: string;
-  major: number;
-  minor: number;
-  stats: Record<string, number | bigint>;
-}
+type DiskStatsInfo = Returned<typeof GuestDiskStatsInfo>;
 
 /** strtoul-style: a decimal token (optional sign), saturated at 2^64-1; null when not a number. */
 function ulong(token: string | undefined): bigint | null {
@@ -428,7 +396,7 @@ export function parseDiskstats(text: string): DiskStatsInfo[] {
       v.push(widths[n] === 32 ? BigInt.asUintN(32, x) : x);
     }
     if (n < 7) continue;
-    const at = (i: number) => u64(v[i]!);
+    const at = (i: number) => intResult(v[i]!);
     const stats: Record<string, number | bigint> = {};
     if (n === 7) {
       stats["read-ios"] = at(3);
@@ -465,7 +433,7 @@ export function parseDiskstats(text: string): DiskStatsInfo[] {
 }
 
 /** guest-get-diskstats. */
-export const guestGetDiskstats = defineCommand<Record<string, never>, DiskStatsInfo[]>({
+export const guestGetDiskstats = defineCommand({
   name: "guest-get-diskstats",
   since: "7.1",
   doc: "Reports the I/O counters of every block device (/proc/diskstats)",

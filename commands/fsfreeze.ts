@@ -21,12 +21,12 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { array, enumType, int, str, struct } from "../schema/types.ts";
-import { strerror, SysError } from "../system/mod.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { array, enumType, int, str, struct } from "../protocol/types.ts";
+import { SandboxRefusal, strerror, SysError } from "../system/mod.ts";
 import { buildMountList, type Mount } from "./mount_list.ts";
-import { isSandboxRefusal, runGaCommand } from "./run_command.ts";
-import { type CommandDef, type Context, defineCommand, type RunResult } from "./types.ts";
+import { runGaCommand } from "./run_command.ts";
+import { type Context, defineCommand, type RunResult } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";
 
 /** util-linux fsfreeze (Debian, Fedora and SUSE install it here; /sbin links to it). */
@@ -60,7 +60,7 @@ async function fsfreeze(ctx: Context, action: "--freeze" | "--unfreeze", dir: st
       mountpoint: dir,
     });
   } catch (e) {
-    if (!(e instanceof SysError) || isSandboxRefusal(e)) throw e;
+    if (!(e instanceof SysError) || e instanceof SandboxRefusal) throw e;
     return { ok: false, open: false, reason: strerror(e.code) };
   }
   if (r.code === 0) return { ok: true };
@@ -170,21 +170,20 @@ const HOOK_DIFFERENCE = "The privileged helper runs fsfreeze and the hook; the h
 const freezeNeeds = { helper: ["read", "run"] };
 
 /** guest-fsfreeze-status. */
-export const guestFsfreezeStatus: CommandDef<Record<string, never>, "thawed" | "frozen"> =
-  defineCommand({
-    name: "guest-fsfreeze-status",
-    since: "0.15.0",
-    doc: "Report whether the agent has frozen the guest's filesystems (its own flag).",
-    returns: GuestFsfreezeStatus,
-    allowedWhileFrozen: true,
-    needs: {},
-    handler(_args, ctx) {
-      return ctx.frozen ? "frozen" : "thawed";
-    },
-  });
+export const guestFsfreezeStatus = defineCommand({
+  name: "guest-fsfreeze-status",
+  since: "0.15.0",
+  doc: "Report whether the agent has frozen the guest's filesystems (its own flag).",
+  returns: GuestFsfreezeStatus,
+  allowedWhileFrozen: true,
+  needs: {},
+  handler(_args, ctx) {
+    return ctx.frozen ? "frozen" : "thawed";
+  },
+});
 
 /** guest-fsfreeze-freeze. */
-export const guestFsfreezeFreeze: CommandDef<Record<string, never>, number> = defineCommand({
+export const guestFsfreezeFreeze = defineCommand({
   name: "guest-fsfreeze-freeze",
   since: "0.15.0",
   doc: "Freeze every freezable mounted filesystem (in reverse mount order); returns the count.",
@@ -198,13 +197,8 @@ export const guestFsfreezeFreeze: CommandDef<Record<string, never>, number> = de
   },
 });
 
-/** Arguments of guest-fsfreeze-freeze-list. */
-export interface FreezeListArgs {
-  mountpoints?: string[];
-}
-
 /** guest-fsfreeze-freeze-list. */
-export const guestFsfreezeFreezeList: CommandDef<FreezeListArgs, number> = defineCommand({
+export const guestFsfreezeFreezeList = defineCommand({
   name: "guest-fsfreeze-freeze-list",
   since: "2.2",
   doc: "Freeze the listed mount points (all when omitted); returns the count.",
@@ -218,7 +212,7 @@ export const guestFsfreezeFreezeList: CommandDef<FreezeListArgs, number> = defin
 });
 
 /** guest-fsfreeze-thaw. */
-export const guestFsfreezeThaw: CommandDef<Record<string, never>, number> = defineCommand({
+export const guestFsfreezeThaw = defineCommand({
   name: "guest-fsfreeze-thaw",
   since: "0.15.0",
   doc: "Thaw every frozen filesystem, then run the thaw hook; returns the number thawed.",

@@ -1,24 +1,49 @@
 /**
  * The COMMANDS table: every command deno-qga implements, in qemu-ga 10.2's
- * registration (schema) order (qga-reference.md §2.1). A command that is not
- * implemented is absent from the table, not present and failing.
+ * registration (schema) order (qga-reference.md §2.1), each the object its module
+ * declares with `defineCommand`. A command that is not implemented is absent from the
+ * table, not present and failing. tests/unit/commands_table_test.ts checks the table
+ * against {@link QEMU_GA_LINUX_COMMANDS} and that no declared command is left out.
  *
  * @module
  */
 
-import type { CommandDef } from "./types.ts";
-import * as session from "./session.ts";
-import * as file from "./file.ts";
-import * as fsfreeze from "./fsfreeze.ts";
-import * as power from "./power.ts";
-import * as time from "./time.ts";
-import * as suspend from "./suspend.ts";
-import * as accounts from "./accounts.ts";
-import * as exec from "./exec.ts";
-import * as identity from "./identity.ts";
-import * as filesystems from "./filesystems.ts";
-import * as network from "./network.ts";
-import * as cpuMemory from "./cpu_memory.ts";
+import type { Command } from "./types.ts";
+import { guestInfo, guestPing, guestSync, guestSyncDelimited } from "./session.ts";
+import { guestGetTime, guestSetTime } from "./time.ts";
+import { guestShutdown } from "./power.ts";
+import {
+  guestFileClose,
+  guestFileFlush,
+  guestFileOpen,
+  guestFileRead,
+  guestFileSeek,
+  guestFileWrite,
+} from "./file.ts";
+import {
+  guestFsfreezeFreeze,
+  guestFsfreezeFreezeList,
+  guestFsfreezeStatus,
+  guestFsfreezeThaw,
+} from "./fsfreeze.ts";
+import { guestFstrim, guestGetDisks, guestGetDiskstats, guestGetFsinfo } from "./filesystems.ts";
+import { guestSuspendDisk, guestSuspendHybrid, guestSuspendRam } from "./suspend.ts";
+import { guestNetworkGetInterfaces, guestNetworkGetRoute } from "./network.ts";
+import { guestGetVcpus, guestSetVcpus } from "./vcpus.ts";
+import {
+  guestGetMemoryBlockInfo,
+  guestGetMemoryBlocks,
+  guestSetMemoryBlocks,
+} from "./memory_blocks.ts";
+import { guestGetCpustats, guestGetLoad } from "./cpu_stats.ts";
+import {
+  guestSetUserPassword,
+  guestSshAddAuthorizedKeys,
+  guestSshGetAuthorizedKeys,
+  guestSshRemoveAuthorizedKeys,
+} from "./accounts.ts";
+import { guestExec, guestExecStatus } from "./exec.ts";
+import { guestGetHostName, guestGetOsinfo, guestGetTimezone, guestGetUsers } from "./identity.ts";
 
 /** qemu-ga 10.2's Linux commands in registration order. */
 export const QEMU_GA_LINUX_COMMANDS = [
@@ -67,40 +92,49 @@ export const QEMU_GA_LINUX_COMMANDS = [
   "guest-network-get-route",
 ] as const;
 
-// deno-lint-ignore no-explicit-any
-type AnyCommand = CommandDef<any, unknown>;
-
-function collect(...modules: Record<string, unknown>[]): Map<string, AnyCommand> {
-  const byName = new Map<string, AnyCommand>();
-  for (const mod of modules) {
-    for (const v of Object.values(mod)) {
-      const c = v as Partial<AnyCommand>;
-      if (
-        c && typeof c === "object" && typeof c.name === "string" && typeof c.handler === "function"
-      ) {
-        byName.set(c.name, c as AnyCommand);
-      }
-    }
-  }
-  return byName;
-}
-
-const implemented = collect(
-  session,
-  file,
-  fsfreeze,
-  power,
-  time,
-  suspend,
-  accounts,
-  exec,
-  identity,
-  filesystems,
-  network,
-  cpuMemory,
-);
-
 /** The command table, in registration order. */
-export const COMMANDS: readonly AnyCommand[] = QEMU_GA_LINUX_COMMANDS
-  .filter((n) => implemented.has(n))
-  .map((n) => implemented.get(n)!);
+export const COMMANDS: readonly Command[] = [
+  guestSyncDelimited,
+  guestSync,
+  guestPing,
+  guestGetTime,
+  guestSetTime,
+  guestInfo,
+  guestShutdown,
+  guestFileOpen,
+  guestFileClose,
+  guestFileRead,
+  guestFileWrite,
+  guestFileSeek,
+  guestFileFlush,
+  guestFsfreezeStatus,
+  guestFsfreezeFreeze,
+  guestFsfreezeFreezeList,
+  guestFsfreezeThaw,
+  guestFstrim,
+  guestSuspendDisk,
+  guestSuspendRam,
+  guestSuspendHybrid,
+  guestNetworkGetInterfaces,
+  guestGetVcpus,
+  guestSetVcpus,
+  guestGetDisks,
+  guestGetFsinfo,
+  guestSetUserPassword,
+  guestGetMemoryBlocks,
+  guestSetMemoryBlocks,
+  guestGetMemoryBlockInfo,
+  guestExecStatus,
+  guestExec,
+  guestGetHostName,
+  guestGetUsers,
+  guestGetTimezone,
+  guestGetOsinfo,
+  guestSshGetAuthorizedKeys,
+  guestSshAddAuthorizedKeys,
+  guestSshRemoveAuthorizedKeys,
+  guestGetDiskstats,
+  guestGetCpustats,
+  guestGetLoad,
+  guestNetworkGetRoute,
+];

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
+import { QgaError } from "../protocol/errors.ts";
 import type { SystemAccess } from "../system/mod.ts";
 
 /** One mounted filesystem. */

@@ -20,15 +20,11 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { array, enumType, int, str, struct, uint64 } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { intResult } from "../protocol/int64.ts";
+import { array, enumType, int, type Returned, str, struct, uint64 } from "../protocol/types.ts";
 import { type NetSnapshot, strerror, type SystemAccess, toSysError } from "../system/mod.ts";
 import { defineCommand } from "./types.ts";
-
-/** A uint64 as a number when it is exactly representable, else a bigint. */
-function u64(v: bigint): number | bigint {
-  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-}
 
 // ---------------------------------------------------------------------------------
 // Address text
@@ -138,6 +134,8 @@ export const GuestIpAddress = struct("GuestIpAddress", {
   prefix: int,
 });
 
+type IpAddress = Returned<typeof GuestIpAddress>;
+
 /** GuestNetworkInterfaceStat (2.11). */
 export const GuestNetworkInterfaceStat = struct("GuestNetworkInterfaceStat", {
   "rx-bytes": uint64,
@@ -158,20 +156,7 @@ export const GuestNetworkInterface = struct("GuestNetworkInterface", {
   "*statistics": GuestNetworkInterfaceStat,
 });
 
-/** A GuestIpAddress value. */
-export interface IpAddress {
-  "ip-address": string;
-  "ip-address-type": "ipv4" | "ipv6";
-  prefix: number;
-}
-
-/** A GuestNetworkInterface value. */
-export interface NetworkInterface {
-  name: string;
-  "hardware-address"?: string;
-  "ip-addresses"?: IpAddress[];
-  statistics?: Record<string, number | bigint>;
-}
+type NetworkInterface = Returned<typeof GuestNetworkInterface>;
 
 /** The part of Deno.NetworkInterfaceInfo the command uses. */
 export interface InterfaceAddress {
@@ -186,7 +171,10 @@ export interface InterfaceAddress {
  * text before the first `:` (after leading blanks) is exactly `name`, with all
  * sixteen numbers present. Null when there is none.
  */
-export function netDevStats(text: string, name: string): Record<string, number | bigint> | null {
+export function netDevStats(
+  text: string,
+  name: string,
+): Returned<typeof GuestNetworkInterfaceStat> | null {
   for (const raw of text.split("\n")) {
     const line = raw.replace(/^\s+/, "");
     const colon = line.indexOf(":");
@@ -199,7 +187,7 @@ export function netDevStats(text: string, name: string): Record<string, number |
       v.push(BigInt.asUintN(64, BigInt(m[0])));
     }
     if (v.length !== 16) continue;
-    const at = (i: number) => u64(v[i]!);
+    const at = (i: number) => intResult(v[i]!);
     return {
       "rx-bytes": at(0),
       "rx-packets": at(1),
@@ -270,7 +258,7 @@ export function getInterfaces(snap: NetSnapshot): NetworkInterface[] {
 }
 
 /** guest-network-get-interfaces. */
-export const guestNetworkGetInterfaces = defineCommand<Record<string, never>, NetworkInterface[]>({
+export const guestNetworkGetInterfaces = defineCommand({
   name: "guest-network-get-interfaces",
   since: "1.1",
   doc: "Lists the network interfaces with their MAC and IP addresses and counters",
@@ -305,25 +293,7 @@ export const GuestNetworkRoute = struct("GuestNetworkRoute", {
   version: int,
 });
 
-/** A GuestNetworkRoute value. */
-export interface NetworkRoute {
-  iface: string;
-  destination: string;
-  metric: number;
-  gateway?: string;
-  mask?: string;
-  irtt?: number;
-  flags?: number | bigint;
-  refcnt?: number;
-  use?: number;
-  window?: number;
-  mtu?: number;
-  desprefixlen?: string;
-  source?: string;
-  srcprefixlen?: string;
-  nexthop?: string;
-  version: number;
-}
+type NetworkRoute = Returned<typeof GuestNetworkRoute>;
 
 /** `%x`/`%X` into an unsigned int: hex digits (optional 0x), wrapped to 32 bits. */
 function hex32(t: string | undefined): number | null {
@@ -408,7 +378,7 @@ export function parseRouteV6(text: string): NetworkRoute[] {
     const destination = routeIPv6(t[0]!.slice(0, 32));
     if (destination === null) continue;
     const route: NetworkRoute = { iface: t[9]!, destination, metric, version: 6 };
-    route.flags = u64(BigInt.asUintN(64, BigInt(flags)));
+    route.flags = intResult(BigInt.asUintN(64, BigInt(flags)));
     route.refcnt = refcnt;
     route.use = use;
     route.desprefixlen = String(desLen);
@@ -450,7 +420,7 @@ export async function getRoutes(sys: SystemAccess): Promise<NetworkRoute[]> {
 }
 
 /** guest-network-get-route. */
-export const guestNetworkGetRoute = defineCommand<Record<string, never>, NetworkRoute[]>({
+export const guestNetworkGetRoute = defineCommand({
   name: "guest-network-get-route",
   since: "9.1",
   doc: "Lists the IPv4 and IPv6 routing tables (/proc/net/route, /proc/net/ipv6_route)",

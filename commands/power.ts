@@ -8,17 +8,11 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { str, struct } from "../schema/types.ts";
-import { SysError } from "../system/mod.ts";
-import {
-  checkRunResult,
-  execFailure,
-  isSandboxRefusal,
-  programOf,
-  runGaCommand,
-} from "./run_command.ts";
-import { type CommandDef, defineCommand, type RunResult } from "./types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { str, struct } from "../protocol/types.ts";
+import { SandboxRefusal, SysError } from "../system/mod.ts";
+import { checkRunResult, execFailure, programOf, runGaCommand } from "./run_command.ts";
+import { defineCommand, type RunResult } from "./types.ts";
 import type { PowerMode } from "../helper/programs.ts";
 
 const MODES: readonly PowerMode[] = ["powerdown", "halt", "reboot"];
@@ -26,13 +20,8 @@ const MODES: readonly PowerMode[] = ["powerdown", "halt", "reboot"];
 /** Spawn errors that mean access(path, X_OK) would have failed. */
 const NOT_EXECUTABLE = new Set(["ENOENT", "EACCES", "ENOTDIR", "ELOOP"]);
 
-/** Arguments of guest-shutdown. */
-export interface ShutdownArgs {
-  mode?: string;
-}
-
 /** guest-shutdown. */
-export const guestShutdown: CommandDef<ShutdownArgs, Record<string, never>> = defineCommand({
+export const guestShutdown = defineCommand({
   name: "guest-shutdown",
   since: "0.15.0",
   doc: "Power down (default), halt or reboot the guest; no reply on success.",
@@ -52,14 +41,13 @@ export const guestShutdown: CommandDef<ShutdownArgs, Record<string, never>> = de
     try {
       r = await ctx.sys.runProgram(own);
     } catch (e) {
-      if (!(e instanceof SysError) || isSandboxRefusal(e)) throw e;
+      if (!(e instanceof SysError) || e instanceof SandboxRefusal) throw e;
       if (!NOT_EXECUTABLE.has(e.code)) {
         checkRunResult(execFailure(programOf(ctx, own), e), "shutdown");
       }
       await runGaCommand(ctx, { program: "shutdown", mode }, "shutdown");
-      return {};
+      return;
     }
     checkRunResult(r, "shutdown");
-    return {};
   },
 });

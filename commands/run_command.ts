@@ -6,14 +6,14 @@
  * when the program printed nothing), `child process has terminated abnormally[:
  * <output>]` for a signal, and, for a program that cannot be executed, the text
  * qemu-ga's child prints after execvp fails: `failed to exec '<argv0>': <errno>\n`.
- * A refusal by the agent's sandbox or the helper is re-thrown as it is, for the
+ * A refusal by the agent's sandbox or the helper (a SandboxRefusal) is re-thrown as it is, for the
  * dispatcher to name.
  *
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { type ProgramRequest, strerror, SysError } from "../system/mod.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { type ProgramRequest, SandboxRefusal, strerror, SysError } from "../system/mod.ts";
 import { invocation } from "../helper/programs.ts";
 import type { Context, RunResult } from "./types.ts";
 
@@ -22,13 +22,6 @@ function cString(bytes: Uint8Array): string {
   const text = new TextDecoder().decode(bytes);
   const nul = text.indexOf("\0");
   return nul >= 0 ? text.slice(0, nul) : text;
-}
-
-/** True for a refusal: Deno's (toSysError of a NotCapable) or the helper's. */
-export function isSandboxRefusal(e: unknown): boolean {
-  return e instanceof SysError &&
-    (e.message.startsWith("sandbox refused") || e.message.startsWith("helper refused") ||
-      e.message.endsWith("the privileged helper is not running"));
 }
 
 /** The program a request runs (argv[0] of its template), for execvp's failure text. */
@@ -81,7 +74,7 @@ export async function runGaCommand(
   try {
     r = await ctx.sys.runProgram(req);
   } catch (e) {
-    if (!(e instanceof SysError) || isSandboxRefusal(e)) throw e;
+    if (!(e instanceof SysError) || e instanceof SandboxRefusal) throw e;
     r = execFailure(programOf(ctx, req), e);
   }
   checkRunResult(r, action);

@@ -5,13 +5,13 @@
  * @module
  */
 
-import { array, bool, int, str, struct } from "../schema/types.ts";
+import { array, bool, int, str, struct } from "../protocol/types.ts";
 import { defineCommand } from "./types.ts";
 
 const SyncArgs = struct("", { id: int });
 
 /** guest-sync-delimited: echo the id, the reply prefixed by the 0xFF sentinel. */
-export const guestSyncDelimited = defineCommand<{ id: bigint }, bigint>({
+export const guestSyncDelimited = defineCommand({
   name: "guest-sync-delimited",
   since: "1.1",
   doc:
@@ -27,7 +27,7 @@ export const guestSyncDelimited = defineCommand<{ id: bigint }, bigint>({
 });
 
 /** guest-sync: echo the id. */
-export const guestSync = defineCommand<{ id: bigint }, bigint>({
+export const guestSync = defineCommand({
   name: "guest-sync",
   since: "0.15.0",
   doc: "Echo `id` back (libvirt's handshake).",

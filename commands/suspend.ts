@@ -8,11 +8,11 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { type ProgramRequest, SysError } from "../system/mod.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { type ProgramRequest, SandboxRefusal, SysError } from "../system/mod.ts";
 import { type Context, defineCommand } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";
-import { isSandboxRefusal, programOf } from "./run_command.ts";
+import { programOf } from "./run_command.ts";
 
 /** Helper programs, by absolute path (helper/programs.ts runs them). */
 export const SUSPEND_PROGRAMS = {
@@ -57,7 +57,7 @@ async function runChild(ctx: Context, req: ProgramRequest): Promise<number> {
     return res.code ?? 0;
   } catch (e) {
     if (e instanceof SysError && e.code === "ENOENT") return -1;
-    if (e instanceof SysError && !isSandboxRefusal(e)) {
+    if (e instanceof SysError && !(e instanceof SandboxRefusal)) {
       const program = programOf(ctx, req);
       const name = program.slice(program.lastIndexOf("/") + 1);
       throw new QgaError(
@@ -156,7 +156,7 @@ const DIFFERENCES = "systemctl and the pm-utils programs are run by the privileg
   "(/usr/bin/systemctl, /usr/bin/pm-is-supported, /usr/sbin/pm-*), not through PATH.";
 
 /** guest-suspend-disk. */
-export const guestSuspendDisk = defineCommand<Record<string, never>, Record<string, never>>({
+export const guestSuspendDisk = defineCommand({
   name: "guest-suspend-disk",
   since: "1.1",
   doc: "Suspend the guest to disk (hibernate); no reply on success",
@@ -165,12 +165,11 @@ export const guestSuspendDisk = defineCommand<Record<string, never>, Record<stri
   needs: NEEDS,
   async handler(_args, ctx) {
     await guestSuspend(ctx, "disk");
-    return {};
   },
 });
 
 /** guest-suspend-ram. */
-export const guestSuspendRam = defineCommand<Record<string, never>, Record<string, never>>({
+export const guestSuspendRam = defineCommand({
   name: "guest-suspend-ram",
   since: "1.1",
   doc: "Suspend the guest to RAM; no reply on success",
@@ -179,12 +178,11 @@ export const guestSuspendRam = defineCommand<Record<string, never>, Record<strin
   needs: NEEDS,
   async handler(_args, ctx) {
     await guestSuspend(ctx, "ram");
-    return {};
   },
 });
 
 /** guest-suspend-hybrid. */
-export const guestSuspendHybrid = defineCommand<Record<string, never>, Record<string, never>>({
+export const guestSuspendHybrid = defineCommand({
   name: "guest-suspend-hybrid",
   since: "1.1",
   doc: "Save the guest to disk and suspend it to RAM; no reply on success",
@@ -193,6 +191,5 @@ export const guestSuspendHybrid = defineCommand<Record<string, never>, Record<st
   needs: NEEDS,
   async handler(_args, ctx) {
     await guestSuspend(ctx, "hybrid");
-    return {};
   },
 });

@@ -10,11 +10,12 @@
  * @module
  */
 
-import { QgaError } from "../schema/errors.ts";
-import { int, struct } from "../schema/types.ts";
+import { QgaError } from "../protocol/errors.ts";
+import { int, struct } from "../protocol/types.ts";
 import { defineCommand } from "./types.ts";
-import { isSandboxRefusal, runGaCommand } from "./run_command.ts";
-import { localZone } from "./identity.ts";
+import { SandboxRefusal } from "../system/mod.ts";
+import { runGaCommand } from "./run_command.ts";
+import { localZone } from "./timezone.ts";
 import { PROGRAMS } from "../helper/programs.ts";
 
 /** The programs guest-set-time runs. */
@@ -29,7 +30,7 @@ export function realTimeNs(): bigint {
 }
 
 /** guest-get-time. */
-export const guestGetTime = defineCommand<Record<string, never>, bigint>({
+export const guestGetTime = defineCommand({
   name: "guest-get-time",
   since: "1.5",
   doc: "Return the guest's wall-clock time in nanoseconds since the epoch (microsecond resolution)",
@@ -41,7 +42,7 @@ export const guestGetTime = defineCommand<Record<string, never>, bigint>({
 });
 
 /** guest-set-time. */
-export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, never>>({
+export const guestSetTime = defineCommand({
   name: "guest-set-time",
   since: "1.5",
   doc: "Set the guest's clock to a time (then the RTC from it), or the clock from the RTC",
@@ -78,7 +79,7 @@ export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, neve
           microseconds: Number(usec),
         });
       } catch (e) {
-        if (isSandboxRefusal(e)) throw e;
+        if (e instanceof SandboxRefusal) throw e;
         const reason = e instanceof Error && "strerror" in e ? String(e.strerror) : String(e);
         throw new QgaError(`Failed to set time to guest: ${reason}`);
       }
@@ -95,6 +96,5 @@ export const guestSetTime = defineCommand<{ time?: bigint }, Record<string, neve
       { program: "hwclock", direction: args.time !== undefined ? "to-hardware" : "from-hardware" },
       "set hardware clock to system time",
     );
-    return {};
   },
 });

@@ -1,26 +1,29 @@
 /**
- * What a command is: one exported object per command, collected in the COMMANDS
- * table of commands/mod.ts. The table drives argument validation, guest-info, the
- * enabled/disabled registry, the least-privilege command line and docs/commands.md.
+ * What a command is: one `defineCommand({...})` per command, listed by name in the
+ * COMMANDS table of commands/mod.ts. That one declaration drives argument validation,
+ * the reply's member order, guest-info, the enabled/disabled registry, the
+ * least-privilege command line, docs/commands.md and the handler's own types: its
+ * argument and return types are inferred from the `args` and `returns` descriptors
+ * (protocol/types.ts), so there is nothing else to keep in step.
  *
  * @module
  */
 
-import type { AgentOptions } from "../agent/options.ts";
+import type { AgentOptions } from "../config/options.ts";
 import type { ProgramResult, SystemAccess } from "../system/mod.ts";
 import type { AgentEnvironment } from "../system/environment.ts";
-import type { StructDesc, TypeDesc } from "../schema/types.ts";
+import type { Infer, NO_ARGS, Returned, StructDesc, TypeDesc } from "../protocol/types.ts";
 
 /**
  * What a command needs from the sandbox. The agent checks these at start-up: a
  * command whose needs are not granted is reported `enabled: false` in guest-info
  * and answers as a disabled command (the reason goes to the log).
  *
- * Paths are absolute. `run` names executables the agent itself spawns (absolute
- * paths, as Deno matches spawns on the resolved path): only guest-exec has any;
- * every other program runs in the privileged helper (`helper: ["run"]`). `sys`
- * names Deno `--allow-sys` kinds. `helper` names privileged-helper operations
- * ("read", "write", "run", "ssh", "net").
+ * `read` and `write` are absolute paths. `run` names the programs the agent itself
+ * spawns: only guest-exec has any (its `--exec-programs` list as given, or `*` for any
+ * program, which only an unrestricted `--allow-run` grants); every other program runs
+ * in the privileged helper (`helper: ["run"]`). `sys` names Deno `--allow-sys` kinds.
+ * `helper` names privileged-helper operations ("read", "write", "run", "ssh", "net").
  *
  * `env` and `net` are printed in the least-privilege line but never disable a command:
  * environment variables are read once at start-up by other means when not granted
@@ -37,7 +40,7 @@ export interface Needs {
   helper?: string[];
 }
 
-/** Logger handed to handlers; the audit trail of commands is written by the dispatcher. */
+/** Logger handed to handlers; the audit trail of commands is written by the agent (agent/agent.ts). */
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -85,8 +88,15 @@ export interface Context {
   allocateHandle(): Promise<bigint>;
 }
 
-/** A command of the table. */
-export interface CommandDef<A = Record<string, unknown>, R = unknown> {
+/**
+ * A command: `A` is its argument struct, `R` its return type (undefined: it returns `{}`),
+ * `O` what its handler actually returns (inferred, and checked to be a `Returned<R>`).
+ */
+export interface CommandDef<
+  A extends StructDesc<unknown, unknown> = StructDesc,
+  R extends TypeDesc | undefined = TypeDesc | undefined,
+  O = Returned<R>,
+> {
   /** Wire name, e.g. "guest-file-open". */
   readonly name: string;
   /** First qemu-ga version with the command. */
@@ -96,9 +106,9 @@ export interface CommandDef<A = Record<string, unknown>, R = unknown> {
   /** Differences from qemu-ga, for docs/commands.md (omit when none). */
   readonly differences?: string;
   /** Argument struct; omitted for commands without arguments (every key is then unexpected). */
-  readonly args?: StructDesc;
+  readonly args?: A;
   /** Return type; omitted for commands that return `{}`. */
-  readonly returns?: TypeDesc;
+  readonly returns?: R;
   /** False for the four commands that send no reply on success (§1.8). Default true. */
   readonly successResponse?: boolean;
   /** True for the six commands allowed while frozen (§1.10). Default false. */
@@ -107,13 +117,31 @@ export interface CommandDef<A = Record<string, unknown>, R = unknown> {
   readonly sensitive?: readonly string[];
   /** What the command needs from the sandbox, possibly depending on options. */
   readonly needs: Needs | ((options: AgentOptions) => Needs);
-  /** The handler: throws QgaError for qemu-ga's error replies. */
-  handler(args: A, ctx: Context): Promise<R> | R;
+  /**
+   * The handler: gets the validated arguments (`Infer<A>`), returns the result (a
+   * `Returned<R>`), throws QgaError for qemu-ga's error replies.
+   */
+  handler(args: Infer<A>, ctx: Context): Promise<O> | O;
 }
 
-/** Declares a command with typed arguments and result (identity; for inference). */
-export function defineCommand<A = Record<string, never>, R = unknown>(
-  def: CommandDef<A, R>,
-): CommandDef<A, R> {
+/**
+ * A command of the table, its own argument and return types forgotten, so that commands
+ * of every type fit in one array. `handler` is declared as a method, and TypeScript checks
+ * method parameters bivariantly, which is what lets a `CommandDef<A, R>` be used as a
+ * `Command` without a cast. That is the one place the types are loosened, and it is
+ * sound as used: the dispatcher passes a handler exactly what `validateArguments` made
+ * from the same command's `args` descriptor, which is `Infer<A>`.
+ */
+export type Command = CommandDef<StructDesc, TypeDesc | undefined, unknown>;
+
+/**
+ * Declares a command. The identity at run time; for TypeScript it infers `A` and `R` from
+ * `args` and `returns`, types the handler's arguments from them and checks its result.
+ */
+export function defineCommand<
+  const A extends StructDesc<unknown, unknown> = typeof NO_ARGS,
+  const R extends TypeDesc | undefined = undefined,
+  O extends Returned<R> = Returned<R>,
+>(def: CommandDef<A, R, O>): CommandDef<A, R, O> {
   return def;
 }

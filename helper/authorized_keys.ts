@@ -25,7 +25,8 @@
  */
 
 import * as fs from "node:fs";
-import { errnoName, OpError } from "./ops.ts";
+import { errnoName } from "./errno.ts";
+import { refusal } from "./ops.ts";
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = fs.constants;
 
@@ -116,7 +117,7 @@ function kind(path: string): "missing" | "symlink" | "dir" | "other" {
 function checkRequest(req: unknown): AuthKeysRequest {
   const r = req as Partial<Record<string, unknown>> | null;
   const bad = (what: string): never => {
-    throw new OpError("EINVAL", `helper refused authorized keys: ${what}`);
+    throw refusal("EINVAL", `authorized keys: ${what}`);
   };
   if (typeof r !== "object" || r === null) bad("the request is not an object");
   const name = r!.username;

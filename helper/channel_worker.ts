@@ -15,6 +15,7 @@
 
 /// <reference lib="deno.worker" />
 
+import { errnoName } from "./errno.ts";
 import type { ChannelMode } from "./protocol.ts";
 
 /** Requests from the helper's main thread. */
@@ -32,21 +33,6 @@ export type WorkerReply =
   | { kind: "ok"; id: number }
   | { kind: "error"; id: number; code: string; message: string }
   | { kind: "closed" };
-
-function codeOf(e: unknown): string {
-  const c = (e as { code?: unknown })?.code;
-  if (typeof c === "string" && /^E[A-Z0-9]+$/.test(c)) return c;
-  // Deno maps some errnos to errors without a code ("Input/output error (os error 5)").
-  const m = /\(os error (\d+)\)/.exec(String((e as Error)?.message));
-  const byNumber: Record<string, string> = {
-    "5": "EIO",
-    "19": "ENODEV",
-    "6": "ENXIO",
-    "16": "EBUSY",
-    "11": "EAGAIN",
-  };
-  return (m && byNumber[m[1] as string]) ?? "EIO";
-}
 
 function post(reply: WorkerReply, transfer: Transferable[] = []): void {
   self.postMessage(reply, transfer);
@@ -108,7 +94,7 @@ function serve(): void {
         } catch (e) {
           ended = {
             kind: "error",
-            code: codeOf(e),
+            code: errnoName(e),
             message: `channel read: ${(e as Error).message}`,
           };
           break;
@@ -161,7 +147,7 @@ function serve(): void {
           post({
             kind: "error",
             id: 0,
-            code: codeOf(e),
+            code: errnoName(e),
             message: `open ${JSON.stringify(req.path)}: ${(e as Error).message}`,
           });
         }
@@ -196,7 +182,7 @@ function serve(): void {
           post({
             kind: "error",
             id: req.id,
-            code: codeOf(e),
+            code: errnoName(e),
             message: `channel write: ${(e as Error).message}`,
           });
         }

@@ -16,8 +16,9 @@
  * @module
  */
 
-import inspector from "node:inspector";
-import { errnoName, mountPoints, OpError, Ops } from "./ops.ts";
+import { closeInspectorOnSigusr1 } from "./inspector.ts";
+import { errnoName } from "./errno.ts";
+import { mountPoints, OpError, Ops, refusal } from "./ops.ts";
 import { Channel, MAX_CHANNELS } from "./channel.ts";
 import { checkHookPath, invocation, run } from "./programs.ts";
 import { authorizedKeys } from "./authorized_keys.ts";
@@ -38,6 +39,7 @@ import {
   Reply,
   type RunReply,
   textPayload,
+  type WireError,
   type WriteFileRequest,
 } from "./protocol.ts";
 import type { WorkerReply } from "./channel_worker.ts";
@@ -65,7 +67,9 @@ class Session {
 
   #fail(id: number, e: unknown): void {
     const err = e instanceof OpError ? e : new OpError("EIO", String((e as Error)?.message ?? e));
-    this.send(Reply.Error, id, jsonPayload({ code: err.code, message: err.message }));
+    const wire: WireError = { code: err.code, message: err.message };
+    if (err.refused) wire.refused = true;
+    this.send(Reply.Error, id, jsonPayload(wire));
   }
 
   #fromWorker(id: number, r: WorkerReply): void {
@@ -84,17 +88,17 @@ class Session {
   }
 
   #channel(payload: Uint8Array): [number, Channel] {
-    if (payload.length < 4) throw new OpError("EINVAL", "helper refused channel op: short payload");
+    if (payload.length < 4) throw refusal("EINVAL", "channel op: short payload");
     const n = payloadU32(payload, 0);
     const ch = this.#channels.get(n);
-    if (!ch) throw new OpError("EBADF", `helper refused channel op: no open channel ${n}`);
+    if (!ch) throw refusal("EBADF", `channel op: no open channel ${n}`);
     return [n, ch];
   }
 
   /** Init: accepted once, as the first request; fixes the hook and the channel. */
   #initialise(payload: Uint8Array, first: boolean): void {
     if (!first || this.#init) {
-      throw new OpError("EPERM", "helper refused init: only the first request may be Init");
+      throw refusal("EPERM", "init: only the first request may be Init");
     }
     const req = parseJsonPayload(payload) as Partial<InitRequest> | null;
     const fsfreezeHook = checkHookPath(req?.fsfreezeHook);
@@ -102,7 +106,7 @@ class Session {
     if (req?.channel !== null && req?.channel !== undefined) {
       const { path, mode } = req.channel as Partial<ChannelOpenRequest>;
       if (mode !== "virtio-serial" && mode !== "isa-serial") {
-        throw new OpError("EINVAL", `helper refused init: unknown mode ${JSON.stringify(mode)}`);
+        throw refusal("EINVAL", `init: unknown mode ${JSON.stringify(mode)}`);
       }
       // Checked now so a bad name fails at start; checked again at each open.
       if (!this.#ops.match("/dev/pts/0", "channel")) {
@@ -183,23 +187,20 @@ class Session {
           const req = parseJsonPayload(f.payload) as Partial<ChannelOpenRequest> | null;
           const mode = req?.mode;
           if (mode !== "virtio-serial" && mode !== "isa-serial") {
-            throw new OpError(
-              "EINVAL",
-              `helper refused channel open: unknown mode ${JSON.stringify(mode)}`,
-            );
+            throw refusal("EINVAL", `channel open: unknown mode ${JSON.stringify(mode)}`);
           }
           const named = this.#init?.channel;
           if (!named || named.path !== req?.path || named.mode !== mode) {
-            throw new OpError(
+            throw refusal(
               "EPERM",
-              `helper refused channel open of ${
+              `channel open of ${
                 JSON.stringify(String(req?.path).slice(0, 200))
               }: not the channel named at start`,
             );
           }
           const device = await ops.channelPath(named.path);
           if (this.#channels.size >= MAX_CHANNELS) {
-            throw new OpError("EMFILE", "helper refused channel open: too many open channels");
+            throw refusal("EMFILE", "channel open: too many open channels");
           }
           const ch = new Channel();
           const r = await ch.open(device, mode);
@@ -215,11 +216,11 @@ class Session {
         case Op.ChannelRead: {
           const [, ch] = this.#channel(f.payload);
           if (f.payload.length !== 8) {
-            throw new OpError("EINVAL", "helper refused channel read: bad payload");
+            throw refusal("EINVAL", "channel read: bad payload");
           }
           const max = payloadU32(f.payload, 4);
           if (max < 1 || max > MAX_CHANNEL_READ) {
-            throw new OpError("EINVAL", `helper refused channel read of ${max} bytes`);
+            throw refusal("EINVAL", `channel read of ${max} bytes`);
           }
           return this.#fromWorker(f.id, await ch.read(f.id, max));
         }
@@ -234,13 +235,13 @@ class Session {
           return this.send(Reply.Ok, f.id);
         }
         default:
-          throw new OpError("EOPNOTSUPP", `helper refused unknown operation ${f.type}`);
+          throw refusal("EOPNOTSUPP", `unknown operation ${f.type}`);
       }
     } catch (e) {
       if (e instanceof SyntaxError || e instanceof TypeError) {
         return this.#fail(
           f.id,
-          new OpError("EINVAL", `helper refused malformed request: ${e.message}`),
+          refusal("EINVAL", `malformed request: ${e.message}`),
         );
       }
       this.#fail(f.id, e);
@@ -250,16 +251,15 @@ class Session {
 
 /**
  * Keeps Deno's SIGUSR1 inspector (127.0.0.1:9229, deno-facts.md §5) from ever
- * opening, here and in the agent: a listener makes SIGUSR1 harmless to this
- * process, and holding the port makes the inspector fail to bind in every deno
- * process on the guest while the helper runs. Connections to the port are closed
- * at once, so nobody can speak the inspector protocol. If another program already
- * holds the port, the inspector cannot bind either. Costs: port 9229 is busy.
+ * opening, here and in the agent: closeInspectorOnSigusr1 (helper/inspector.ts) makes
+ * SIGUSR1 harmless to this process, and holding the port makes the inspector fail to
+ * bind in every deno process on the guest while the helper runs. Connections to the
+ * port are closed at once, so nobody can speak the inspector protocol. If another
+ * program already holds the port, the inspector cannot bind either. Costs: port 9229 is
+ * busy.
  */
 function guardInspectorPort(): void {
-  Deno.addSignalListener("SIGUSR1", () => {
-    setTimeout(() => inspector.close(), 0);
-  });
+  closeInspectorOnSigusr1();
   try {
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 9229 });
     (async () => {
@@ -288,7 +288,13 @@ async function main(): Promise<number> {
       session.send(
         Reply.Error,
         e.id,
-        jsonPayload({ code: "E2BIG", message: `helper refused request: ${e.message}` }),
+        jsonPayload(
+          {
+            code: "E2BIG",
+            message: `helper refused request: ${e.message}`,
+            refused: true,
+          } satisfies WireError,
+        ),
       );
       return 2;
     }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { errnoName } from "./ops.ts";
+import { errnoName } from "./errno.ts";
 
 /** One link of /sys/class/net. */
 export interface NetLink {

@@ -22,6 +22,7 @@
  */
 
 import { statfsSync } from "node:fs";
+import { errnoName } from "./errno.ts";
 import { MAX_FILE_SIZE, MAX_PATH, type WireDirEntry, type WireStatfs } from "./protocol.ts";
 
 /** What a rule grants. `read` implies `list` on the same path. */
@@ -127,15 +128,23 @@ export function compilePattern(pattern: string): RegExp {
   return new RegExp(`^${out}$`);
 }
 
-/** An operation failed; `code` is the errno name sent to the agent. */
+/** An operation failed or was refused; `code` is the errno name sent to the agent. */
 export class OpError extends Error {
-  /** errno name ("EPERM" for a refusal). */
+  /** errno name ("EPERM" for most refusals). */
   readonly code: string;
-  constructor(code: string, message: string) {
+  /** True for a refusal by the helper (see {@link refusal}), sent to the agent as such. */
+  readonly refused: boolean;
+  constructor(code: string, message: string, refused = false) {
     super(message);
     this.name = "OpError";
     this.code = code;
+    this.refused = refused;
   }
+}
+
+/** The helper will not do `what`: an OpError `helper refused <what>`, marked as a refusal. */
+export function refusal(code: string, what: string): OpError {
+  return new OpError(code, `helper refused ${what}`, true);
 }
 
 /** Options of {@link Ops}. */
@@ -152,32 +161,26 @@ interface Compiled {
 /** Checks a requested path lexically; returns it unchanged or throws OpError. */
 export function checkShape(op: string, path: unknown): string {
   if (typeof path !== "string") {
-    throw new OpError("EINVAL", `helper refused ${op}: path is not a string`);
+    throw refusal("EINVAL", `${op}: path is not a string`);
   }
   const shown = JSON.stringify(path.slice(0, 200));
   if (path.length === 0 || path.length >= MAX_PATH) {
-    throw new OpError("ENAMETOOLONG", `helper refused ${op} of ${shown}: bad path length`);
+    throw refusal("ENAMETOOLONG", `${op} of ${shown}: bad path length`);
   }
   if (path.includes("\0")) {
-    throw new OpError("EINVAL", `helper refused ${op} of ${shown}: NUL in path`);
+    throw refusal("EINVAL", `${op} of ${shown}: NUL in path`);
   }
   if (!path.startsWith("/")) {
-    throw new OpError("EPERM", `helper refused ${op} of ${shown}: not absolute`);
+    throw refusal("EPERM", `${op} of ${shown}: not absolute`);
   }
   if (path !== "/") {
     for (const seg of path.slice(1).split("/")) {
       if (seg === "" || seg === "." || seg === "..") {
-        throw new OpError("EPERM", `helper refused ${op} of ${shown}: "." , ".." or empty segment`);
+        throw refusal("EPERM", `${op} of ${shown}: "." , ".." or empty segment`);
       }
     }
   }
   return path;
-}
-
-/** The errno name of an error Deno or node:fs threw ("EIO" when it has none). */
-export function errnoName(e: unknown): string {
-  const c = (e as { code?: unknown })?.code;
-  return typeof c === "string" && /^E[A-Z0-9]+$/.test(c) ? c : "EIO";
 }
 
 function errorOf(e: unknown, op: string, path: string): OpError {
@@ -232,10 +235,7 @@ export class Ops {
     const rule = this.match(path, access);
     if (!rule) {
       const what = form === "requested" ? "" : " (after resolving symlinks)";
-      throw new OpError(
-        "EPERM",
-        `helper refused ${op} of ${JSON.stringify(path)}${what}: not in the allowlist`,
-      );
+      throw refusal("EPERM", `${op} of ${JSON.stringify(path)}${what}: not in the allowlist`);
     }
     return rule;
   }
@@ -288,10 +288,7 @@ export class Ops {
         throw new OpError("EISDIR", `read ${JSON.stringify(path)}: not a regular file`);
       }
       if (!rule.private && ((st.mode ?? 0) & 0o004) === 0) {
-        throw new OpError(
-          "EPERM",
-          `helper refused read of ${JSON.stringify(path)}: not world-readable`,
-        );
+        throw refusal("EPERM", `read of ${JSON.stringify(path)}: not world-readable`);
       }
       const chunks: Uint8Array[] = [];
       let total = 0;
@@ -384,10 +381,7 @@ export class Ops {
       throw errorOf(e, "statfs", path);
     }
     if (!mountPoints(mountinfo).has(path)) {
-      throw new OpError(
-        "EPERM",
-        `helper refused statfs of ${JSON.stringify(path)}: not a mount point`,
-      );
+      throw refusal("EPERM", `statfs of ${JSON.stringify(path)}: not a mount point`);
     }
     try {
       const s = statfsSync(path) as unknown as {
@@ -406,16 +400,14 @@ export class Ops {
   /** Writes one of the allowed values to an allowlisted sysfs file. */
   async writeFile(path: string, data: unknown): Promise<void> {
     if (typeof data !== "string") {
-      throw new OpError("EINVAL", "helper refused write: value is not a string");
+      throw refusal("EINVAL", "write: value is not a string");
     }
     const { real, rule } = await this.#resolve("write", path, "write");
     const value = data.endsWith("\n") ? data.slice(0, -1) : data;
     if (!rule.values?.includes(value)) {
-      throw new OpError(
+      throw refusal(
         "EINVAL",
-        `helper refused write of ${JSON.stringify(data.slice(0, 40))} to ${
-          JSON.stringify(path)
-        }: ` +
+        `write of ${JSON.stringify(data.slice(0, 40))} to ${JSON.stringify(path)}: ` +
           `value not allowed`,
       );
     }
@@ -456,10 +448,7 @@ export class Ops {
       throw errorOf(e, "open", path);
     }
     if (!st.isCharDevice) {
-      throw new OpError(
-        "EPERM",
-        `helper refused channel open of ${JSON.stringify(path)}: not a character device`,
-      );
+      throw refusal("EPERM", `channel open of ${JSON.stringify(path)}: not a character device`);
     }
     return real;
   }

@@ -26,7 +26,7 @@
  * @module
  */
 
-import { OpError } from "./ops.ts";
+import { refusal } from "./ops.ts";
 
 /** The programs, by absolute path. */
 export const PROGRAMS = {
@@ -100,7 +100,7 @@ const SUSPEND = {
 } as const;
 
 function refuse(what: string): never {
-  throw new OpError("EINVAL", `helper refused run: ${what}`);
+  throw refusal("EINVAL", `run: ${what}`);
 }
 
 function oneOf<T extends string>(v: unknown, allowed: readonly T[], what: string): T {
@@ -209,7 +209,7 @@ export function invocation(req: unknown, ctx: InvocationContext): Invocation {
     case "fsfreeze-hook": {
       const arg = oneOf(r.arg, ["freeze", "thaw"], "arg");
       if (ctx.fsfreezeHook === null) {
-        throw new OpError("EPERM", "helper refused run: no fsfreeze hook was configured at start");
+        throw refusal("EPERM", "run: no fsfreeze hook was configured at start");
       }
       return { argv: [ctx.fsfreezeHook, arg], env };
     }
@@ -222,10 +222,10 @@ export function invocation(req: unknown, ctx: InvocationContext): Invocation {
 export function checkHookPath(hook: unknown): string | null {
   if (hook === null || hook === undefined) return null;
   if (typeof hook !== "string" || hook === "" || hook.length >= 4096 || hook.includes("\0")) {
-    throw new OpError("EINVAL", "helper refused init: bad fsfreeze hook path");
+    throw refusal("EINVAL", "init: bad fsfreeze hook path");
   }
   if (hook.startsWith("-")) {
-    throw new OpError("EINVAL", "helper refused init: the fsfreeze hook looks like an option");
+    throw refusal("EINVAL", "init: the fsfreeze hook looks like an option");
   }
   return hook;
 }

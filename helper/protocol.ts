@@ -170,6 +170,8 @@ export type RunReply =
 export interface WireError {
   code: string;
   message: string;
+  /** Set when the helper refused the request rather than failed to do it. */
+  refused?: true;
 }
 
 /** Builds one frame. */

@@ -8,8 +8,8 @@
  */
 
 import { COMMANDS, QEMU_GA_LINUX_COMMANDS } from "../commands/mod.ts";
-import { testOptions } from "../tests/helpers/fake_context.ts";
-import type { TypeDesc } from "../schema/types.ts";
+import { defaultOptions } from "../config/options.ts";
+import type { TypeDesc } from "../protocol/types.ts";
 import { needsOf } from "../agent/permissions.ts";
 
 function typeName(t: TypeDesc): string {
@@ -48,10 +48,7 @@ function renderNeeds(n: ReturnType<typeof needsOf>): string {
 
 /** The text of docs/commands.md. */
 export function commandsDoc(): string {
-  const options = testOptions({
-    statedir: "/var/run",
-    path: "/dev/virtio-ports/org.qemu.guest_agent.0",
-  });
+  const options = defaultOptions();
   const lines: string[] = [
     "# Commands",
     "",

@@ -37,7 +37,8 @@ import {
   type WireError,
   type WireStatfs,
 } from "../helper/protocol.ts";
-import { type ProgramResult, strerror, SysError } from "./mod.ts";
+import { errnoName } from "../helper/errno.ts";
+import { type ProgramResult, SandboxRefusal, strerror, SysError } from "./mod.ts";
 
 /** A reply frame as the client sees it. */
 interface ReplyFrame {
@@ -284,11 +285,10 @@ function errorOf(payload: Uint8Array): SysError {
     // keep defaults
   }
   const code = typeof w.code === "string" ? w.code : "EIO";
-  return new SysError(
-    code,
-    strerror(code),
-    typeof w.message === "string" ? w.message : "helper error",
-  );
+  const message = typeof w.message === "string" ? w.message : "helper error";
+  return w.refused === true
+    ? new SandboxRefusal(code, message)
+    : new SysError(code, strerror(code), message);
 }
 
 /**
@@ -320,11 +320,8 @@ export async function startHelper(
       stderr: "inherit",
     }).spawn();
   } catch (e) {
-    throw new SysError(
-      codeOf(e),
-      strerror(codeOf(e)),
-      `cannot start ${path}: ${(e as Error).message}`,
-    );
+    const code = errnoName(e);
+    throw new SysError(code, strerror(code), `cannot start ${path}: ${(e as Error).message}`);
   }
   giveUpLauncher(path);
   const client = new HelperClient(child);
@@ -351,12 +348,4 @@ function giveUpLauncher(path: string): void {
   } catch {
     // Nothing granted to give up.
   }
-}
-
-function codeOf(e: unknown): string {
-  const err = e as { code?: unknown; name?: string };
-  if (typeof err?.code === "string" && err.code.startsWith("E")) return err.code;
-  if (err?.name === "NotCapable") return "EPERM";
-  if (err?.name === "NotFound") return "ENOENT";
-  return "EIO";
 }

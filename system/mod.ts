@@ -9,8 +9,9 @@
  * (system/fixture.ts) captured from a real guest.
  *
  * Errors: every method throws {@link SysError} (never a raw Deno error), whose
- * `strerror` is the C library's text ("No such file or directory"), so commands
- * can build qemu-ga's messages (`open("/proc/diskstats"): No such file or directory`).
+ * `strerror` is the C library's text ("No such file or directory", helper/errno.ts), so
+ * commands can build qemu-ga's messages (`open("/proc/diskstats"): No such file or
+ * directory`); a refusal by the sandbox is a {@link SandboxRefusal}.
  *
  * @module
  */
@@ -19,7 +20,10 @@ import type { ProgramRequest } from "../helper/programs.ts";
 import type { AuthKeysReply, AuthKeysRequest } from "../helper/authorized_keys.ts";
 import type { NetSnapshot } from "../helper/net.ts";
 
+import { errnoName, knownErrno, osErrorText, strerror } from "../helper/errno.ts";
+
 export type { AuthKeysReply, AuthKeysRequest, NetSnapshot, ProgramRequest };
+export { errnoNumber, strerror } from "../helper/errno.ts";
 
 /** How a program the helper ran ended (qemu-ga's ga_run_command, §4.6). */
 export interface ProgramResult {
@@ -92,60 +96,31 @@ export class SysError extends Error {
   }
 }
 
-const STRERROR: Record<string, string> = {
-  EPERM: "Operation not permitted",
-  ENOENT: "No such file or directory",
-  EIO: "Input/output error",
-  EBADF: "Bad file descriptor",
-  EAGAIN: "Resource temporarily unavailable",
-  EACCES: "Permission denied",
-  EBUSY: "Device or resource busy",
-  EEXIST: "File exists",
-  ENOTDIR: "Not a directory",
-  EISDIR: "Is a directory",
-  EINVAL: "Invalid argument",
-  ENOSPC: "No space left on device",
-  ESPIPE: "Illegal seek",
-  EROFS: "Read-only file system",
-  ENOTTY: "Inappropriate ioctl for device",
-  EOPNOTSUPP: "Operation not supported",
-  ENAMETOOLONG: "File name too long",
-  ELOOP: "Too many levels of symbolic links",
-  ENXIO: "No such device or address",
-  ENODEV: "No such device",
-  EMFILE: "Too many open files",
-  ETXTBSY: "Text file busy",
-  EFBIG: "File too large",
-  ENOTEMPTY: "Directory not empty",
-  EINTR: "Interrupted system call",
-  EOVERFLOW: "Value too large for defined data type",
-  EDQUOT: "Disk quota exceeded",
-  ENOEXEC: "Exec format error",
-  EXDEV: "Invalid cross-device link",
-  E2BIG: "Argument list too long",
-  ENFILE: "Too many open files in system",
-  EMLINK: "Too many links",
-};
-
-/** strerror(3) text for an errno name; the name itself when unknown. */
-export function strerror(code: string): string {
-  return STRERROR[code] ?? code;
+/**
+ * The sandbox said no, as opposed to the operation failing: Deno refused a permission
+ * (`NotCapable`), the helper refused a request (`helper refused …`: its allowlist, a
+ * program template, Init), or there is no helper to ask. Commands re-throw it rather
+ * than turn it into one of qemu-ga's errno texts, so the host sees the refusal itself.
+ */
+export class SandboxRefusal extends SysError {
+  constructor(code: string, message: string) {
+    super(code, strerror(code), message);
+    this.name = "SandboxRefusal";
+  }
 }
 
 /**
- * Converts any error thrown by Deno (or node:fs) into a {@link SysError}.
- * Deno's messages look like `No such file or directory (os error 2): readfile '/x'`;
- * the text before ` (os error` is strerror(3)'s.
+ * Converts any error thrown by Deno (or node:fs) into a {@link SysError}: a
+ * {@link SandboxRefusal} for Deno's `NotCapable`, else the errno (helper/errno.ts) with its
+ * strerror text (for an errno the table lacks, the text in Deno's message, as in
+ * `No such file or directory (os error 2): readfile '/x'`).
  */
 export function toSysError(e: unknown): SysError {
   if (e instanceof SysError) return e;
-  const err = e as { name?: string; message?: string; code?: string };
+  const err = e as { name?: string; message?: string };
   const message = String(err?.message ?? e);
-  if (err?.name === "NotCapable") {
-    return new SysError("EPERM", "Operation not permitted", `sandbox refused: ${message}`);
-  }
-  const m = /^(.*?) \(os error \d+\)/.exec(message);
-  const code = typeof err?.code === "string" && err.code.startsWith("E") ? err.code : "EIO";
-  const text = STRERROR[code] ?? m?.[1] ?? message;
+  if (err?.name === "NotCapable") return new SandboxRefusal("EPERM", `sandbox refused: ${message}`);
+  const code = errnoName(e);
+  const text = knownErrno(code) ? strerror(code) : osErrorText(message) ?? message;
   return new SysError(code, text, message);
 }

@@ -17,8 +17,8 @@ import {
   type NetSnapshot,
   type ProgramRequest,
   type ProgramResult,
+  SandboxRefusal,
   type SysDirEntry,
-  SysError,
   type SysStatfs,
   type SystemAccess,
   toSysError,
@@ -48,10 +48,9 @@ async function wrap<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
-function noHelper(op: string, path: string): SysError {
-  return new SysError(
+function noHelper(op: string, path: string): SandboxRefusal {
+  return new SandboxRefusal(
     "EPERM",
-    "Operation not permitted",
     `${op}${path ? ` ${JSON.stringify(path)}` : ""}: the privileged helper is not running`,
   );
 }

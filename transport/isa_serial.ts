@@ -1,8 +1,9 @@
 /**
  * `-m isa-serial -p /dev/ttySN` (default /dev/ttyS0), qga-reference.md §1.1 and
- * §4.4. The helper opens the tty (O_NOCTTY) and puts it in raw mode as qemu-ga
- * does; see docs/security.md for what Deno's raw mode covers (no baud rate, no
- * tcflush).
+ * §4.4. The helper opens the tty and puts it in raw mode as qemu-ga does (Deno has no
+ * O_NOCTTY and none is needed: the helper is never a session leader, so it cannot
+ * acquire a controlling terminal); see docs/security.md for what Deno's raw mode covers
+ * (no baud rate, no tcflush).
  *
  * Unlike virtio-serial, EOF ends the client (qemu-ga closes it): the connection
  * kind is "socket". A UART never reports EOF; a pty or USB serial adapter does
@@ -14,11 +15,10 @@
  * @module
  */
 
-import type { AgentOptions } from "../agent/options.ts";
-import { DEFAULTS } from "../agent/options.ts";
+import { DEFAULTS } from "../config/options.ts";
 import type { HelperClient } from "../system/helper_client.ts";
 import type { Transport } from "./connection.ts";
-import { openDeviceTransport, type TransportHooks } from "./virtio_serial.ts";
+import { type DeviceOptions, openDeviceTransport, type TransportHooks } from "./virtio_serial.ts";
 
 /**
  * Opens `-m isa-serial` through the helper.
@@ -29,7 +29,7 @@ import { openDeviceTransport, type TransportHooks } from "./virtio_serial.ts";
  * ```
  */
 export function openIsaSerialTransport(
-  options: AgentOptions,
+  options: DeviceOptions,
   helper: HelperClient | undefined,
   hooks: TransportHooks = {},
 ): Promise<Transport> {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { AgentOptions } from "../agent/options.ts";
+import type { Method } from "../config/options.ts";
 import type { HelperClient } from "../system/helper_client.ts";
 import type { Transport } from "./connection.ts";
 import { openIsaSerialTransport } from "./isa_serial.ts";
@@ -15,9 +15,16 @@ import { openUnixListen } from "./unix_listen.ts";
 import { openVirtioSerialTransport, type TransportHooks } from "./virtio_serial.ts";
 import { openVsockListenTransport } from "./vsock_listen.ts";
 
+/** What opening the channel needs of the options: `-m`, `-p` and `-r`. */
+export interface ChannelOptions {
+  readonly method: Method;
+  readonly path: string;
+  readonly retryPath: boolean;
+}
+
 /** Opens the channel for the configured method. */
 export function openTransport(
-  options: AgentOptions,
+  options: ChannelOptions,
   helper: HelperClient | undefined,
   hooks: TransportHooks = {},
 ): Promise<Transport> {
@@ -29,8 +36,8 @@ export function openTransport(
     case "isa-serial":
       return openIsaSerialTransport(options, helper, hooks);
     case "stdio":
-      return openStdioTransport(options);
+      return openStdioTransport();
     case "vsock-listen":
-      return openVsockListenTransport(options);
+      return openVsockListenTransport(options.path);
   }
 }

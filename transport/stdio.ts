@@ -23,7 +23,6 @@
  */
 
 import { fstatSync } from "node:fs";
-import type { AgentOptions } from "../agent/options.ts";
 import type { Connection, Transport } from "./connection.ts";
 
 /** The inherited descriptors as a Connection. */
@@ -65,15 +64,14 @@ export function stdioKind(): "socket" | "device" {
 }
 
 /**
- * Uses stdin/stdout as the channel. `options` is accepted for symmetry with the
- * other factories (the path is not used: systemd opened it).
+ * Uses stdin/stdout as the channel (systemd opened the port: there is no path).
  *
  * @example
  * ```ts
- * const transport = await openStdioTransport(options);
+ * const transport = await openStdioTransport();
  * ```
  */
-export function openStdioTransport(_options: AgentOptions): Promise<Transport> {
+export function openStdioTransport(): Promise<Transport> {
   let served = false;
   let closed = false;
   const kind = stdioKind();

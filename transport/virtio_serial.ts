@@ -12,8 +12,7 @@
  * @module
  */
 
-import type { AgentOptions } from "../agent/options.ts";
-import { DEFAULTS } from "../agent/options.ts";
+import { DEFAULTS } from "../config/options.ts";
 import type { HelperChannel, HelperClient } from "../system/helper_client.ts";
 import { strerror, SysError, toSysError } from "../system/mod.ts";
 import type { Connection, Transport } from "./connection.ts";
@@ -55,6 +54,14 @@ class DeviceConnection implements Connection {
   }
 }
 
+/** What a device transport needs of the options: the device and `--retry-path`. */
+export interface DeviceOptions {
+  /** The device path (`-p`); empty means the method's default device. */
+  readonly path: string;
+  /** Reopen the device every 5 s while it cannot be opened (`-r`). */
+  readonly retryPath: boolean;
+}
+
 /** What differs between virtio-serial and isa-serial. */
 export interface DeviceTransportSpec {
   method: "virtio-serial" | "isa-serial";
@@ -76,7 +83,7 @@ function openError(e: unknown): SysError {
  * failure is logged and accept() keeps trying.
  */
 export async function openDeviceTransport(
-  options: AgentOptions,
+  options: DeviceOptions,
   helper: HelperClient | undefined,
   spec: DeviceTransportSpec,
   hooks: TransportHooks = {},
@@ -165,7 +172,7 @@ export async function openDeviceTransport(
  * ```
  */
 export function openVirtioSerialTransport(
-  options: AgentOptions,
+  options: DeviceOptions,
   helper: HelperClient | undefined,
   hooks: TransportHooks = {},
 ): Promise<Transport> {

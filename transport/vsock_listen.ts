@@ -10,7 +10,6 @@
  * @module
  */
 
-import type { AgentOptions } from "../agent/options.ts";
 import type { Transport } from "./connection.ts";
 import { listenerTransport } from "./socket_connection.ts";
 
@@ -35,18 +34,18 @@ export function parseVsockAddress(path: string): VsockAddress {
 }
 
 /**
- * Listens on `options.path` (`CID:PORT`). Only call this from a process started
- * with `--unstable-vsock`.
+ * Listens on `path` (`CID:PORT`). Only call this from a process started with
+ * `--unstable-vsock`.
  *
  * @example
  * ```ts
- * const transport = await openVsockListenTransport({ ...options, path: "4294967295:1234" });
+ * const transport = await openVsockListenTransport("4294967295:1234");
  * ```
  */
-export function openVsockListenTransport(options: AgentOptions): Promise<Transport> {
+export function openVsockListenTransport(path: string): Promise<Transport> {
   let addr: VsockAddress;
   try {
-    addr = parseVsockAddress(options.path);
+    addr = parseVsockAddress(path);
   } catch (e) {
     return Promise.reject(e);
   }

@@ -15,10 +15,10 @@
  */
 
 import { COMMANDS } from "../../commands/mod.ts";
-import { NO_ARGS, type StructDesc, type TypeDesc } from "../../schema/types.ts";
-import { validateArguments } from "../../schema/validate.ts";
-import { JsonStream } from "../../transport/json_stream.ts";
-import { isObject } from "../../schema/value.ts";
+import { NO_ARGS, type StructDesc, type TypeDesc } from "../../protocol/types.ts";
+import { validateArguments } from "../../protocol/validate.ts";
+import { JsonStream } from "../../protocol/json_stream.ts";
+import { isObject } from "../../protocol/value.ts";
 
 const enc = new TextEncoder();
 
@@ -133,8 +133,8 @@ function splitRandom(rng: Rng, b: Uint8Array): Uint8Array[] {
   return out;
 }
 
-/** A JSON text of a value of the wrong type for `t`. */
-function wrongValue(rng: Rng, t: TypeDesc): string {
+/** A JSON text of a value of the wrong type for `t` (any value when `t` is undefined). */
+function wrongValue(rng: Rng, t: TypeDesc | undefined): string {
   const all = [
     "1",
     "-1",
@@ -150,7 +150,7 @@ function wrongValue(rng: Rng, t: TypeDesc): string {
     '{"x":1}',
   ];
   const bad = all.filter((v) => {
-    switch (t.kind) {
+    switch (t?.kind) {
       case "int":
         return !/^-?\d+$/.test(v) || v === "18446744073709551616";
       case "uint64":
@@ -223,7 +223,7 @@ export function wrongTypeRequest(rng: Rng, name: string, desc: StructDesc): stri
     else if (!m.optional || rng.next() < 0.5) parts.push(`"${m.name}":${validValue(rng, m.type)}`);
   });
   if (wrongAt === members.length) {
-    parts.push(`"fuzz${rng.int(10)}":${wrongValue(rng, { kind: "any" })}`);
+    parts.push(`"fuzz${rng.int(10)}":${wrongValue(rng, undefined)}`);
   }
   const args = `{${parts.join(",")}}`;
   if (!failsValidation(args, desc)) return undefined;

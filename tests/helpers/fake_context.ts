@@ -10,7 +10,7 @@
  */
 
 import type { Context, Logger, RegistryEntry, RunResult } from "../../commands/types.ts";
-import type { AgentOptions } from "../../agent/options.ts";
+import { type AgentOptions, defaultOptions } from "../../config/options.ts";
 import type { ProgramRequest, SystemAccess } from "../../system/mod.ts";
 import { invocation } from "../../helper/programs.ts";
 import {
@@ -55,28 +55,16 @@ export interface FakeContext extends Context {
   delimited: boolean;
 }
 
-/** Default options: a temporary state dir, no hook, no roots. */
+/** qemu-ga's defaults with paths no test owns: unix-listen, no hook, no roots. */
 export function testOptions(overrides: Partial<AgentOptions> = {}): AgentOptions {
-  return {
-    daemonize: false,
+  return defaultOptions({
     method: "unix-listen",
     path: "/nonexistent/qga.sock",
-    logfile: undefined,
     pidfile: "/nonexistent/qga.pid",
-    fsfreezeHook: undefined,
     statedir: "/nonexistent/state",
-    verbose: false,
-    retryPath: false,
-    blockRpcs: [],
-    allowRpcs: [],
-    configPath: undefined,
-    fileRoots: [],
-    fileReadRoots: [],
-    execPrograms: [],
     helper: "/nonexistent/qga-helper",
-    printPermissions: false,
     ...overrides,
-  };
+  });
 }
 
 const NO_SYS: SystemAccess = new Proxy({} as SystemAccess, {

@@ -325,7 +325,7 @@ async function compromisedAgent(fileRoots: boolean): Promise<void> {
     const results = JSON.parse(new TextDecoder().decode(out.stdout)) as Record<string, string>;
     for (const [what, result] of Object.entries(results)) {
       const refused = what.startsWith("helper: ")
-        ? /^SysError: (helper refused|.*not in the allowlist|.*not the channel named)/.test(result)
+        ? /^SandboxRefusal: helper refused /.test(result)
         : what === "second startHelper"
         ? /did not start|cannot start|NotCapable|Requires run access/.test(result)
         : result.startsWith("NotCapable: ");

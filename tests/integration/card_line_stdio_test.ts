@@ -4,7 +4,7 @@
  * lacks (TZ and QGA_OS_RELEASE read as unset, so /etc/localtime and
  * /etc/os-release are used; the network interfaces come from the helper). The
  * channel is stdio (the card's line has no --allow-net for a socket, and a
- * virtio port needs a guest: tests/e2e_extra runs the same line on one).
+ * virtio port needs a guest: tests/e2e_lifecycle runs the same line on one).
  *
  * Run: env -u RUST_BACKTRACE ./node_modules/.bin/deno test --allow-all tests/integration/card_line_test.ts
  *

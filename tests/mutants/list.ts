@@ -29,7 +29,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "stream-0xff-no-recovery-end",
     what: "0xFF no longer ends error recovery (only 0xFE and control bytes do)",
-    file: "transport/json_stream.ts",
+    file: "protocol/json_stream.ts",
     find: "if (c < 0x20 || c >= 0xfe) return S_START | LOOKAHEAD;",
     replace: "if (c < 0x20 || c === 0xfe) return S_START | LOOKAHEAD;",
     tests: ["tests/unit/json_stream_test.ts"],
@@ -39,7 +39,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "writer-lower-case-hex",
     what: "\\uXXXX escapes written in lower-case hex",
-    file: "schema/json_writer.ts",
+    file: "protocol/json_writer.ts",
     find: 'return n.toString(16).toUpperCase().padStart(4, "0");',
     replace: 'return n.toString(16).padStart(4, "0");',
     tests: ["tests/unit/protocol_test.ts"],
@@ -48,7 +48,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "writer-insertion-order",
     what: "reply members in insertion order instead of QDict hash order",
-    file: "schema/json_writer.ts",
+    file: "protocol/json_writer.ts",
     find: "indexed.sort((x, y) => x.b - y.b || y.i - x.i);",
     replace: "indexed.sort((x, y) => x.i - y.i);",
     tests: ["tests/unit/protocol_test.ts"],
@@ -57,7 +57,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "validate-unexpected-first",
     what: "an unexpected member is reported before a bad declared one",
-    file: "schema/validate.ts",
+    file: "protocol/validate.ts",
     find:
       "  for (const m of desc.members) {\n    const full = prefix ? `${prefix}.${m.name}` : m.name;",
     replace:
@@ -69,7 +69,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "validate-enum-any-string",
     what: "an enum accepts any string",
-    file: "schema/validate.ts",
+    file: "protocol/validate.ts",
     find: "      if (!t.values.includes(v)) {",
     replace: "      if (false) {",
     tests: ["tests/unit/protocol_test.ts"],
@@ -124,9 +124,9 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "file-read-eof-never",
     what: "guest-file-read never reports eof",
-    file: "commands/file.ts",
-    find: "      if (n === 0) {\n        eof = true;",
-    replace: "      if (n === 0) {\n        eof = false;",
+    file: "system/guest_file.ts",
+    find: "        if (n === 0) {\n          eof = true;",
+    replace: "        if (n === 0) {\n          eof = false;",
     tests: ["tests/unit/file_test.ts"],
     subset: true,
   },

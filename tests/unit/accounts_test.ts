@@ -8,7 +8,7 @@ import {
   guestSshGetAuthorizedKeys,
   guestSshRemoveAuthorizedKeys,
 } from "../../commands/accounts.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { type FakeContext, fakeContext } from "../helpers/fake_context.ts";
 import type { RunResult } from "../../commands/types.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { BASE64_INVALID, decodeQemuBase64, encodeBase64 } from "../../schema/base64.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { BASE64_INVALID, decodeQemuBase64, encodeBase64 } from "../../protocol/base64.ts";
+import { QgaError } from "../../protocol/errors.ts";
 
 const text = (b: Uint8Array) => String.fromCharCode(...b);
 

@@ -3,16 +3,13 @@ import {
   type CliInfo,
   type CliResult,
   EXTENSION_LONG_OPTIONS,
-  type GetoptEvent,
-  getoptLong,
-  type GetoptSpec,
-  glibMessage,
   parseCommandLine,
   QEMU_LONG_OPTIONS,
   SHORT_OPTIONS,
-  splitList,
 } from "../../cli/options.ts";
-import { DEFAULTS } from "../../agent/options.ts";
+import { type GetoptEvent, getoptLong, type GetoptSpec } from "../../cli/getopt.ts";
+import { glibMessage, splitList } from "../../cli/config.ts";
+import { DEFAULTS } from "../../config/options.ts";
 
 // ---------------------------------------------------------------------------------------
 // helpers

@@ -8,14 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  CLIENT_USAGE,
-  type ClientIo,
-  clientMain,
-  commandName,
-  parseKeyValues,
-  parseSize,
-} from "../../client/cli.ts";
+import { type ClientIo, clientMain } from "../../client/cli.ts";
+import { CLIENT_USAGE, commandName, parseKeyValues, parseSize } from "../../client/cli_args.ts";
 import { formatProgress, formatSummary, ProgressBar } from "../../client/progress.ts";
 import { parseJson, stringifyJson } from "../../client/json.ts";
 

@@ -1,23 +1,23 @@
 import assert from "node:assert/strict";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { type SysDirEntry, SysError, type SystemAccess } from "../../system/mod.ts";
-import { successReply } from "../../schema/json_writer.ts";
+import { successReply } from "../../protocol/json_writer.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
+import { getVcpus, guestGetVcpus, setVcpus } from "../../commands/vcpus.ts";
 import {
-  clockTicks,
   getMemoryBlockInfo,
   getMemoryBlocks,
-  getVcpus,
+  guestGetMemoryBlocks,
+  parseHexSize,
+  setMemoryBlocks,
+} from "../../commands/memory_blocks.ts";
+import {
+  clockTicks,
   guestGetCpustats,
   guestGetLoad,
-  guestGetMemoryBlocks,
-  guestGetVcpus,
   parseCpuStats,
-  parseHexSize,
   parseLoadavg,
-  setMemoryBlocks,
-  setVcpus,
-} from "../../commands/cpu_memory.ts";
+} from "../../commands/cpu_stats.ts";
 
 const ROOT = new URL("../fixtures/sysfs/vm-virtio/", import.meta.url).pathname;
 const ORDER: Record<string, string[]> = JSON.parse(

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { findProgram, notListedMessage, programToSpawn } from "../../commands/exec_policy.ts";
 import { guestExec, guestExecStatus } from "../../commands/exec.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 
 function refusedWith(desc: string) {

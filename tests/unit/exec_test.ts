@@ -8,7 +8,7 @@ import {
   guestExecStatus,
 } from "../../commands/exec.ts";
 import type { Context } from "../../commands/types.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 
 const b64 = (s: string) => new TextEncoder().encode(s).toBase64();

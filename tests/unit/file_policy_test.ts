@@ -13,7 +13,7 @@ import {
   resolveForPolicy,
 } from "../../commands/file_policy.ts";
 import type { Context } from "../../commands/types.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 
 async function open(ctx: Context, path: string, mode?: string): Promise<bigint> {

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { type SysDirEntry, SysError, type SysStatfs, type SystemAccess } from "../../system/mod.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
-import { successReply } from "../../schema/json_writer.ts";
-import type { CommandDef, RunResult } from "../../commands/types.ts";
+import { successReply } from "../../protocol/json_writer.ts";
+import type { Command, RunResult } from "../../commands/types.ts";
 import {
   FSTRIM,
   getDisks,
@@ -58,7 +58,7 @@ function qemuReply(command: string): unknown {
 }
 
 /** Serializes as the agent does and parses back: the wire form. */
-function wire(def: CommandDef<never, unknown>, value: unknown): unknown {
+function wire(def: Command, value: unknown): unknown {
   return JSON.parse(successReply(value, def.returns, undefined)).return;
 }
 

@@ -10,7 +10,7 @@ import {
   thawAll,
 } from "../../commands/fsfreeze.ts";
 import type { RunResult } from "../../commands/types.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { SysError } from "../../system/mod.ts";
 import { type FakeContext, fakeContext } from "../helpers/fake_context.ts";

@@ -1,15 +1,15 @@
 /**
- * The fixture captured in a real QEMU guest (tests/e2e_extra, QGA_E2E_WRITE_FIXTURE=1):
+ * The fixture captured in a real QEMU guest (tests/e2e_lifecycle, QGA_E2E_WRITE_FIXTURE=1):
  * a virtio-blk disk with serial QGATEST0 at PCI slot 6 and a running udevd, with
  * qemu-ga 7.2's replies recorded next to it. Our handlers read the same tree and
  * must give the same replies (sizes aside, which statvfs gives both).
  */
 import assert from "node:assert/strict";
 import { FixtureSystem } from "../../system/fixture.ts";
-import { successReply } from "../../schema/json_writer.ts";
-import type { TypeDesc } from "../../schema/types.ts";
+import { successReply } from "../../protocol/json_writer.ts";
+import type { TypeDesc } from "../../protocol/types.ts";
 import { getDisks, getFsinfo, guestGetDisks, guestGetFsinfo } from "../../commands/filesystems.ts";
-import { getVcpus, guestGetVcpus } from "../../commands/cpu_memory.ts";
+import { getVcpus, guestGetVcpus } from "../../commands/vcpus.ts";
 
 const ROOT = new URL("../fixtures/sysfs/e2e-guest/", import.meta.url).pathname;
 const sys = new FixtureSystem(ROOT, {

@@ -5,15 +5,12 @@ import {
   guestGetOsinfo,
   guestGetTimezone,
   guestGetUsers,
-  localZone,
   osInfo,
   osReleaseValue,
-  parsePosixTz,
   parseUtmp,
   unameMachine,
-  zoneFromPosixTz,
-  zoneFromTzif,
 } from "../../commands/identity.ts";
+import { localZone, parsePosixTz, zoneFromPosixTz, zoneFromTzif } from "../../commands/timezone.ts";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { JsonStream, type StreamEvent } from "../../transport/json_stream.ts";
-import { writeValue } from "../../schema/json_writer.ts";
-import { QNum } from "../../schema/value.ts";
+import { JsonStream, type StreamEvent } from "../../protocol/json_stream.ts";
+import { writeValue } from "../../protocol/json_writer.ts";
+import { QNum } from "../../protocol/value.ts";
 
 const enc = new TextEncoder();
 

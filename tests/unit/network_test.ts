@@ -7,7 +7,7 @@ import {
   type SystemAccess,
 } from "../../system/mod.ts";
 import { netSnapshot } from "../../helper/net.ts";
-import { successReply } from "../../schema/json_writer.ts";
+import { successReply } from "../../protocol/json_writer.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 import {
   formatIPv6,

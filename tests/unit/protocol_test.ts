@@ -11,11 +11,11 @@ import { dispatch } from "../../agent/dispatch.ts";
 import { Registry } from "../../agent/registry.ts";
 import { defineCommand } from "../../commands/types.ts";
 import { COMMANDS } from "../../commands/mod.ts";
-import { errorReply, formatDouble, quoteString, successReply } from "../../schema/json_writer.ts";
-import { alternate, array, bool, enumType, int, str, struct } from "../../schema/types.ts";
-import { validateArguments } from "../../schema/validate.ts";
-import type { JsonValue } from "../../schema/value.ts";
-import { JsonStream, type StreamEvent } from "../../transport/json_stream.ts";
+import { errorReply, formatDouble, quoteString, successReply } from "../../protocol/json_writer.ts";
+import { alternate, array, bool, enumType, int, str, struct } from "../../protocol/types.ts";
+import { validateArguments } from "../../protocol/validate.ts";
+import type { JsonValue } from "../../protocol/value.ts";
+import { JsonStream, type StreamEvent } from "../../protocol/json_stream.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 
 /** Parses one JSON text with the agent's own streamer. */
@@ -89,7 +89,7 @@ Deno.test("a command without success response sends nothing on success", async (
     doc: "",
     successResponse: false,
     needs: {},
-    handler: () => ({}),
+    handler: () => {},
   });
   const registry = new Registry([quiet], { allow: [], block: [] });
   assert.equal(await reply('{"execute": "x-quiet"}', registry), undefined);

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { COMMANDS } from "../../commands/mod.ts";
 import { dispatch } from "../../agent/dispatch.ts";
 import { Registry } from "../../agent/registry.ts";
-import { JsonStream } from "../../transport/json_stream.ts";
-import type { JsonValue } from "../../schema/value.ts";
+import { JsonStream } from "../../protocol/json_stream.ts";
+import type { JsonValue } from "../../protocol/value.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 
 const enc = new TextEncoder();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { runGaCommand } from "../../commands/run_command.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { SysError } from "../../system/mod.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 

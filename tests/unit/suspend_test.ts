@@ -8,7 +8,7 @@ import {
   SUSPEND_PROGRAMS as P,
 } from "../../commands/suspend.ts";
 import type { RunResult } from "../../commands/types.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { SysError } from "../../system/mod.ts";
 import { fakeContext } from "../helpers/fake_context.ts";

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { type AgentOptions, DEFAULTS } from "../../agent/options.ts";
+import { type AgentOptions, DEFAULTS } from "../../config/options.ts";
 import { helperInit } from "../../agent/run.ts";
 import { startHelper } from "../../system/helper_client.ts";
 import { createSystemAccess, isSpecialPath } from "../../system/real.ts";
@@ -176,16 +176,16 @@ console.log(JSON.stringify(out));
     assert.equal(out.mountinfo, true);
     assert.equal(out.cpus, true);
     assert.ok(out.statfs.blocks > 0 && out.statfs.frsize > 0);
-    assert.deepEqual(out.traversal.slice(0, 2), ["SysError", "EPERM"]);
+    assert.deepEqual(out.traversal.slice(0, 2), ["SandboxRefusal", "EPERM"]);
     // "/proc/../etc/shadow" is /etc/shadow: not special, so Deno itself refuses it.
     assert.match(out.traversal[2], /sandbox refused: Requires read access to "\/etc\/shadow"/);
-    assert.deepEqual(out.procRoot.slice(0, 2), ["SysError", "EPERM"]);
+    assert.deepEqual(out.procRoot.slice(0, 2), ["SandboxRefusal", "EPERM"]);
     assert.match(out.procRoot[2], /helper refused read of "\/proc\/self\/root\/etc\/shadow"/);
-    assert.deepEqual(out.kcore.slice(0, 2), ["SysError", "EPERM"]);
+    assert.deepEqual(out.kcore.slice(0, 2), ["SandboxRefusal", "EPERM"]);
     assert.match(out.kcore[2], /"\/proc\/kcore": not in the allowlist/);
-    assert.deepEqual(out.shadow.slice(0, 2), ["SysError", "EPERM"]);
+    assert.deepEqual(out.shadow.slice(0, 2), ["SandboxRefusal", "EPERM"]);
     assert.match(out.shadow[2], /sandbox refused/);
-    assert.deepEqual(out.write.slice(0, 2), ["SysError", "EINVAL"]);
+    assert.deepEqual(out.write.slice(0, 2), ["SandboxRefusal", "EINVAL"]);
     assert.deepEqual(out.afterClose.slice(0, 2), ["SysError", "EIO"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -422,7 +422,7 @@ Deno.test("stdio serves a pipe as a socket-like client and /dev/null as a device
 import { openStdioTransport } from ${
         JSON.stringify(new URL("../../transport/stdio.ts", import.meta.url).href)
       };
-const t = await openStdioTransport({} as never);
+const t = await openStdioTransport();
 const conn = (await t.accept())!;
 const buf = new Uint8Array(4096);
 let total = 0;

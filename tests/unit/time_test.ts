@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { DATE_PATH, guestGetTime, guestSetTime, HWCLOCK_PATH } from "../../commands/time.ts";
-import { QgaError } from "../../schema/errors.ts";
+import { QgaError } from "../../protocol/errors.ts";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { fakeContext } from "../helpers/fake_context.ts";
 import type { RunResult } from "../../commands/types.ts";
@@ -27,7 +27,7 @@ Deno.test("guest-get-time is wall-clock nanoseconds with microsecond resolution"
 
 Deno.test("guest-set-time with a time sets the clock via date, then the RTC with hwclock -w", async () => {
   const ctx = fakeContext({ sys, run: ok });
-  assert.deepEqual(await guestSetTime.handler({ time: 1700000000123456789n }, ctx), {});
+  assert.equal(await guestSetTime.handler({ time: 1700000000123456789n }, ctx), undefined);
   assert.deepEqual(ctx.runs, [
     { argv: [DATE_PATH, "-u", "-s", "@1700000000.123456"] },
     { argv: [HWCLOCK_PATH, "-w"] },

@@ -1,9 +1,12 @@
 /**
  * The agent's resolved settings: command line over config file over defaults
- * (qga-reference.md §4.1-4.2). cli/options.ts builds this; everything else reads it.
+ * (qga-reference.md §4.1-4.2). cli/options.ts builds them; everything else reads them.
+ * A leaf: it imports nothing of deno-qga, so every layer may use it.
  *
  * @module
  */
+
+import { fileURLToPath } from "node:url";
 
 /** How the agent talks to the host. `stdio` is our extension: the channel is an
  * inherited descriptor (systemd `StandardInput=`/`StandardOutput=` naming the port). */
@@ -50,3 +53,31 @@ export const DEFAULTS = {
   config: "/etc/qemu/qemu-ga.conf",
   fsfreezeHook: "/etc/qemu/fsfreeze-hook",
 } as const;
+
+/**
+ * qemu-ga's defaults for every option (no config file, no command line), with
+ * `overrides` applied: what docs/commands.md is generated for, and the base of the tests'
+ * options. `helper` is helper/qga-helper of this checkout (main.ts passes the real one).
+ */
+export function defaultOptions(overrides: Partial<AgentOptions> = {}): AgentOptions {
+  return {
+    daemonize: false,
+    method: "virtio-serial",
+    path: DEFAULTS.virtioPath,
+    logfile: undefined,
+    pidfile: DEFAULTS.pidfile,
+    fsfreezeHook: undefined,
+    statedir: DEFAULTS.statedir,
+    verbose: false,
+    retryPath: false,
+    blockRpcs: [],
+    allowRpcs: [],
+    configPath: undefined,
+    fileRoots: [],
+    fileReadRoots: [],
+    execPrograms: [],
+    helper: fileURLToPath(new URL("../helper/qga-helper", import.meta.url)),
+    printPermissions: false,
+    ...overrides,
+  };
+}

@@ -9,11 +9,9 @@
  */
 
 import { QgaError } from "./errors.ts";
-import type { StructDesc, TypeDesc } from "./types.ts";
+import type { Infer, StructDesc, TypeDesc } from "./types.ts";
 import { type JsonObject, type JsonValue, QNum } from "./value.ts";
 import { qdictOrder } from "./json_writer.ts";
-
-const INT64_MAX = 2n ** 63n - 1n;
 
 /** g_str_hash (djb2 over signed chars), as GLib computes it. */
 function gStrHash(key: string): number {
@@ -153,13 +151,22 @@ function typeError(name: string, expected: string): QgaError {
 
 /**
  * Validates `args` (the request's `arguments`, or an empty object) against a
- * command's argument struct; returns the plain values handlers receive.
+ * command's argument struct; returns the plain values handlers receive. The result is
+ * `Infer<S>` because the walk below builds exactly that shape from `desc` (the one place
+ * the descriptors' phantom types are asserted for a value).
  */
-export function validateArguments(args: JsonObject, desc: StructDesc): Record<string, unknown> {
-  return visitStruct(args, desc, "");
+export function validateArguments<S extends StructDesc<unknown, unknown>>(
+  args: JsonObject,
+  desc: S,
+): Infer<S> {
+  return visitStruct(args, desc, "") as Infer<S>;
 }
 
-function visitStruct(obj: JsonObject, desc: StructDesc, prefix: string): Record<string, unknown> {
+function visitStruct(
+  obj: JsonObject,
+  desc: StructDesc<unknown, unknown>,
+  prefix: string,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const consumed: string[] = [];
   for (const m of desc.members) {
@@ -201,8 +208,6 @@ function visit(v: JsonValue, t: TypeDesc, full: string, plain: string | null): u
     case "str":
       if (typeof v === "string") return v;
       throw typeError(full, "string");
-    case "any":
-      return v;
     case "enum":
       if (typeof v !== "string") throw typeError(full, "string");
       if (!t.values.includes(v)) {
@@ -227,9 +232,4 @@ function visit(v: JsonValue, t: TypeDesc, full: string, plain: string | null): u
       return visit(v, branch, full, plain);
     }
   }
-}
-
-/** True when `v` fits int64 (helper for handlers that re-check ranges). */
-export function fitsInt64(v: bigint): boolean {
-  return v >= -(2n ** 63n) && v <= INT64_MAX;
 }

@@ -1,5 +1,5 @@
 /**
- * The extra e2e scenarios, in one boot of the extra guest (guest.ts):
+ * The lifecycle e2e scenarios, in one boot of the lifecycle guest (guest.ts):
  * 1. frozen-state safety: SIGTERM, SIGINT and SIGHUP on a frozen agent thaw /data before it
  *    exits; after `kill -9` the restarted agent starts frozen from the marker and
  *    guest-fsfreeze-thaw recovers (qga-reference.md §1.10, §4.7);
@@ -826,7 +826,7 @@ export interface ExtraResult {
 }
 
 /**
- * Boots the extra guest, runs every scenario, disposes of the VM. Three lanes run at once:
+ * Boots the lifecycle guest, runs every scenario, disposes of the VM. Three lanes run at once:
  * the frozen-state cases (one after the other: one /data), the card-line/ps/W10 checks, and
  * the fixture capture; every agent is launched right after boot.
  *

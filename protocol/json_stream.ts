@@ -14,11 +14,17 @@
  * State lives in one {@link JsonStream} per agent and is NOT reset when a client
  * disconnects, as in qemu-ga.
  *
+ * One algorithm, hence one file over 500 lines: the lexer's state machine, the token
+ * queue, the streamer's brace counting and the recursive-descent parser share their
+ * state and limits, and are read side by side with json-lexer.c, json-streamer.c and
+ * json-parser.c.
+ *
  * @module
  */
 
-import { type JsonValue, QNum } from "../schema/value.ts";
-import { bytesToQemuString } from "../schema/json_writer.ts";
+import { type JsonValue, QNum } from "./value.ts";
+import { bytesToQemuString } from "./json_writer.ts";
+import { INT64_MAX, INT64_MIN, UINT64_MAX } from "./int64.ts";
 
 /** Limits of qemu's streamer (json-streamer.c / json-lexer.c). */
 export const LIMITS = {
@@ -411,10 +417,6 @@ function modUtf8(b: Uint8Array, at: number, end: number): [number, number] {
   if (cp < minCp && !(cp === 0 && len === 2)) return [-1, len];
   return [cp, len];
 }
-
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-const UINT64_MAX = 2n ** 64n - 1n;
 
 /** Recursive-descent parser over one message's tokens (json-parser.c). */
 class Parser {

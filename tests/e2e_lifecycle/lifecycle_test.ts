@@ -1,6 +1,6 @@
 /**
- * The extra end-to-end test: one boot of a real guest (tests/e2e_extra/guest.ts) checks what
- * the main e2e suite does not: signals and kill -9 on a frozen agent, the card's command line
+ * The agent's life in a real guest, end to end: one boot (tests/e2e_lifecycle/guest.ts) checks
+ * what the main e2e suite does not: signals and kill -9 on a frozen agent, the card's command line
  * over virtio-serial and isa-serial with `ps`, W10 port reopen and 20 reconnects, and the
  * sysfs/proc fixture capture. Prints the check table; each check is a step of the test (and
  * counts as a test in scripts/test.sh's summary); the test fails if any check fails or
@@ -8,7 +8,7 @@
  *
  * ```sh
  * env -u RUST_BACKTRACE ./node_modules/.bin/deno test --no-prompt --allow-read --allow-write \
- *   --allow-run --allow-net --allow-env --allow-sys tests/e2e_extra/
+ *   --allow-run --allow-net --allow-env --allow-sys tests/e2e_lifecycle/
  * ```
  *
  * With `QGA_E2E_WRITE_FIXTURE=1` the guest also runs tests/fixtures/capture_sysfs.sh, the
