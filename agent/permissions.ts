@@ -49,8 +49,13 @@ export function baseNeeds(options: AgentOptions, helperWanted: boolean): Needs {
     write.push(options.path);
   }
   if (helperWanted) run.push(options.helper);
-  return { read, write, env, run };
+  // The inspector's port, held so that SIGUSR1 can never open it (agent/run.ts).
+  const net = [INSPECTOR_ADDRESS];
+  return { read, write, env, run, net };
 }
+
+/** Deno's SIGUSR1 inspector address, which the agent holds (agent/run.ts holdInspectorPort). */
+export const INSPECTOR_ADDRESS = "127.0.0.1:9229";
 
 function merge(into: Required<Needs>, n: Needs): void {
   for (const k of ["read", "write", "run", "sys", "env", "net", "helper"] as const) {
