@@ -273,6 +273,7 @@ export class HelperClient {
       (p) => {
         this.#proc = p;
         this.#starting = undefined;
+        if (this.#busy === 0) this.#scheduleIdle();
         return p;
       },
       (e) => {

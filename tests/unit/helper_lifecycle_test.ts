@@ -130,3 +130,14 @@ Deno.test("a process's start time is field 22 of its stat line, whatever its nam
     true,
   );
 });
+
+Deno.test("a helper that never gets a request after its start is let go too", async () => {
+  const h = await startHelper(LAUNCHER, NONE, { idleMs: 300, spawnVia: SPAWN_VIA_SHELL });
+  try {
+    assert.equal(h.running, true);
+    await sleep(900);
+    assert.equal(h.running, false);
+  } finally {
+    await h.close();
+  }
+});
