@@ -159,7 +159,8 @@ export function leastPrivilegeCommand(
   const n = totalNeeds(commands, options);
   const abs = (p: string) => resolve(p);
   // --no-config: a deno.json in a parent directory must not change the agent's code.
-  const flags = ["run", "--no-prompt", "--no-config"];
+  // --expose-gc: the agent collects its garbage when idle (agent/agent.ts #armIdleGc).
+  const flags = ["run", "--no-prompt", "--no-config", "--v8-flags=--expose-gc"];
   // Deno refuses /dev, /proc and /sys outside --allow-all whatever the grant says:
   // those go through the helper, so naming them would only mislead a reader.
   const special = (p: string) => /^\/(proc|sys|dev)(\/|$)/.test(p) && p !== "/dev/null";

@@ -33,6 +33,7 @@ import {
   QEMU_GA,
   qemuGaVersion,
   spawnAgent,
+  UNIT_ENV,
 } from "./agents.ts";
 import { BenchConn, request } from "./client.ts";
 import {
@@ -920,6 +921,15 @@ async function deployedIdle(
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
     cwd: "/",
+    // The unit's environment (packaging/deno-qga.service.in), nothing else.
+    clearEnv: true,
+    env: {
+      PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+      DENO_DIR: cache,
+      DENO_NO_UPDATE_CHECK: "1",
+      NO_COLOR: "1",
+      ...UNIT_ENV,
+    },
     stdin: "piped",
     stdout: "piped",
     stderr: "null",
