@@ -23,6 +23,8 @@ import { StateDir } from "./state.ts";
 /** Bytes read from the channel per read. Larger than qemu-ga's 4096 for throughput. */
 const READ_SIZE = 1 << 20;
 const SENTINEL = new Uint8Array([0xff]);
+/** Quiet time after which an idle agent collects its garbage (see #armIdleGc). */
+const IDLE_GC_MS = 5000;
 const encoder = new TextEncoder();
 
 /** What the agent is built from. */
@@ -224,6 +226,28 @@ export class Agent {
     await this.processQueued(conn);
   }
 
+  #gcTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * After a burst, V8 keeps the heap it grew to. When no request has come for
+   * {@link IDLE_GC_MS}, a full collection (when the process runs with
+   * `--v8-flags=--expose-gc`, as the least-privilege line does) hands the garbage's
+   * pages back, so an idle agent returns to its idle size. (What the C library keeps of
+   * freed buffers is the unit's GLIBC_TUNABLES' job: packaging/deno-qga.service.in.)
+   */
+  #armIdleGc(): void {
+    const gc = (globalThis as { gc?: (o?: unknown) => void }).gc;
+    if (typeof gc !== "function") return;
+    clearTimeout(this.#gcTimer);
+    // "last-resort": V8's full collection that also compacts and gives free pages back
+    // (a plain gc() leaves the heap at its grown size).
+    this.#gcTimer = setTimeout(
+      () => gc({ type: "major", execution: "sync", flavor: "last-resort" }),
+      IDLE_GC_MS,
+    );
+    Deno.unrefTimer(this.#gcTimer);
+  }
+
   /** Dispatches every queued message in order, writing each reply before the next. */
   async processQueued(conn: Connection): Promise<void> {
     while (this.#queue.length) {
@@ -257,6 +281,7 @@ export class Agent {
       if (text === undefined) continue;
       await this.#send(conn, text);
     }
+    this.#armIdleGc();
   }
 
   async #send(conn: Connection, text: ReplyText): Promise<void> {

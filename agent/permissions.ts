@@ -46,8 +46,13 @@ export function baseNeeds(options: AgentOptions, helperWanted: boolean): Needs {
     write.push(options.path);
   }
   if (helperWanted) run.push(options.helper);
-  return { read, write, env, run };
+  // The inspector's port, held so that SIGUSR1 can never open it (agent/run.ts).
+  const net = [INSPECTOR_ADDRESS];
+  return { read, write, env, run, net };
 }
+
+/** Deno's SIGUSR1 inspector address, which the agent holds (agent/run.ts holdInspectorPort). */
+export const INSPECTOR_ADDRESS = "127.0.0.1:9229";
 
 function merge(into: Required<Needs>, n: Needs): void {
   for (const k of ["read", "write", "run", "sys", "env", "net", "helper"] as const) {
@@ -151,7 +156,8 @@ export function leastPrivilegeCommand(
   const n = totalNeeds(commands, options);
   const abs = (p: string) => resolve(p);
   // --no-config: a deno.json in a parent directory must not change the agent's code.
-  const flags = ["run", "--no-prompt", "--no-config"];
+  // --expose-gc: the agent collects its garbage when idle (agent/agent.ts #armIdleGc).
+  const flags = ["run", "--no-prompt", "--no-config", "--v8-flags=--expose-gc"];
   // Deno refuses /dev, /proc and /sys outside --allow-all whatever the grant says:
   // those go through the helper, so naming them would only mislead a reader.
   const special = (p: string) => /^\/(proc|sys|dev)(\/|$)/.test(p) && p !== "/dev/null";

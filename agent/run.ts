@@ -20,7 +20,10 @@ import type { InitRequest } from "../helper/protocol.ts";
 /** The privileged helper as the start-up code sees it. */
 export interface HelperHandle {
   close(): Promise<void>;
+  /** Resolves when the helper that relays the channel exits. */
   readonly exited: Promise<unknown>;
+  /** While `keep()` is true an idle helper is not let go. */
+  setKeepAlive?(keep: () => boolean): void;
 }
 
 /** What main.ts plugs in. */
@@ -51,6 +54,26 @@ function openLogFile(path: string): LogSink {
   return { writeSync: (p) => f.writeSync(p) };
 }
 
+/**
+ * Holds 127.0.0.1:9229, Deno's SIGUSR1 inspector address, for the agent's life, so the
+ * inspector of no deno process on the guest can bind there (the helper, which may come
+ * and go, does the same while it runs). Connections are closed at once: nobody can speak
+ * the inspector protocol. Needs `--allow-net=127.0.0.1:9229` (the least-privilege line
+ * has it); without it, or with the port taken by another program, nothing is held and
+ * `closeInspectorOnSigusr1` (helper/inspector.ts) is the guard.
+ */
+export function holdInspectorPort(): void {
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: "127.0.0.1", port: 9229 });
+  } catch {
+    return;
+  }
+  (async () => {
+    for await (const conn of listener) conn.close();
+  })().catch(() => {});
+}
+
 /** What the helper is told at start: the fsfreeze hook and the channel device. */
 export function helperInit(options: AgentOptions): InitRequest {
   return {
@@ -70,6 +93,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     sink: stderrSink,
   });
 
+  holdInspectorPort();
   const wantsHelper = channelNeedsHelper(options) ||
     commands.some((c) => (needsOf(c, options).helper?.length ?? 0) > 0);
   let helper: H | undefined;
@@ -112,6 +136,8 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     },
   });
 
+  // A frozen guest keeps its helper: starting one needs files a freeze may hold.
+  helper?.setKeepAlive?.(() => agent.frozen);
   try {
     startedFrozen = agent.start();
   } catch (e) {
@@ -177,10 +203,11 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     log.flush();
     Deno.exit(0);
   };
-  // The helper holds the channel: if it dies, stop (systemd or the operator restarts us).
+  // A helper that relays the channel and dies ends the agent (systemd or the operator
+  // restarts it); any other helper is started again at the next request that needs one.
   helper?.exited.then(() => {
     if (!exiting) {
-      log.error("the privileged helper exited; stopping");
+      log.error("the privileged helper that relays the channel exited; stopping");
       void shutdown("helper exited");
     }
   });

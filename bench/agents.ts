@@ -48,11 +48,24 @@ export interface BenchAgent extends AsyncDisposable {
   stop(): Promise<Deno.CommandStatus>;
 }
 
-function childEnv(): Record<string, string> {
+/**
+ * An agent's environment: this process's; for deno-qga plus the Environment= of its
+ * systemd unit that changes how it uses memory (GLIBC_TUNABLES), so it is measured as
+ * it is deployed (qemu-ga's unit sets nothing of the kind).
+ */
+function childEnv(kind?: AgentKind): Record<string, string> {
   const env = Deno.env.toObject();
   delete env.RUST_BACKTRACE;
-  return env;
+  return kind === "deno-qga" ? { ...env, ...UNIT_ENV } : env;
 }
+
+/** GLIBC_TUNABLES from packaging/deno-qga.service.in (the deployed environment). */
+export const UNIT_ENV: Readonly<Record<string, string>> = (() => {
+  const unit = Deno.readTextFileSync(new URL("../packaging/deno-qga.service.in", import.meta.url));
+  const m = /^Environment=GLIBC_TUNABLES=(\S+)$/m.exec(unit);
+  if (!m) throw new Error("packaging/deno-qga.service.in sets no GLIBC_TUNABLES");
+  return { GLIBC_TUNABLES: m[1]! };
+})();
 
 /** The deno binary of a checkout. */
 export function denoOf(repo: string): string {
@@ -115,7 +128,7 @@ export function spawnAgent(kind: AgentKind, dir: string, argv: readonly string[]
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
     cwd: dir,
-    env: childEnv(),
+    env: childEnv(kind),
     stdin: "null",
     stdout: "null",
     stderr: "piped",

@@ -8,7 +8,10 @@
  * helper/net.ts and helper/channel.ts with helper/channel_worker.ts (the relay).
  *
  * The first request must be Init: it fixes the fsfreeze hook and the one channel
- * device for the helper's life. The agent sends it before it reads any host input.
+ * device for the helper's life. The agent sends it to its first helper before it reads
+ * any host input; that helper records it (helper/init_record.ts), and a later helper of
+ * the same agent process takes the recorded settings and refuses others, so the agent
+ * may let an idle helper exit (by closing its stdin) and start another when needed.
  *
  * It accepts one flag, `--allow-pty-channels`, used by the tests to relay a
  * socat pty pair; the launcher never passes it (it ignores its own arguments).
@@ -23,6 +26,7 @@ import { Channel, MAX_CHANNELS } from "./channel.ts";
 import { checkHookPath, invocation, run } from "./programs.ts";
 import { authorizedKeys } from "./authorized_keys.ts";
 import { LIVE, netSnapshot } from "./net.ts";
+import { identityOf, recordDir, settleInit } from "./init_record.ts";
 import {
   type ChannelOpenRequest,
   encodeFrame,
@@ -95,8 +99,11 @@ class Session {
     return [n, ch];
   }
 
-  /** Init: accepted once, as the first request; fixes the hook and the channel. */
-  #initialise(payload: Uint8Array, first: boolean): void {
+  /**
+   * Init: accepted once, as the first request; fixes the hook and the channel (the
+   * agent's recorded ones when it has a record). Returns whether a record backs them.
+   */
+  #initialise(payload: Uint8Array, first: boolean): { recorded: boolean } {
     if (!first || this.#init) {
       throw refusal("EPERM", "init: only the first request may be Init");
     }
@@ -114,7 +121,12 @@ class Session {
       }
       channel = { path: path as string, mode };
     }
-    this.#init = { fsfreezeHook, channel };
+    const { settings, recorded } = settleInit({ fsfreezeHook, channel }, {
+      agent: identityOf(Deno.ppid),
+      dir: recordDir(Deno.env.get("DENO_DIR")),
+    });
+    this.#init = settings;
+    return { recorded };
   }
 
   async #run(payload: Uint8Array): Promise<RunReply> {
@@ -142,8 +154,7 @@ class Session {
     try {
       switch (f.type) {
         case Op.Init:
-          this.#initialise(f.payload, first);
-          return this.send(Reply.Ok, f.id);
+          return this.send(Reply.Json, f.id, jsonPayload(this.#initialise(f.payload, first)));
         case Op.Run:
           return this.send(Reply.Json, f.id, jsonPayload(await this.#run(f.payload)));
         case Op.AuthorizedKeys:

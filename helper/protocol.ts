@@ -29,7 +29,7 @@
  * | ChannelRead    | u32 channel, u32 max bytes                   | Data (≥1 byte) or Eof   |
  * | ChannelWrite   | u32 channel, then the bytes                  | Ok (all bytes written)  |
  * | ChannelClose   | u32 channel                                  | Ok                      |
- * | Init           | Json {@link InitRequest} (first request only) | Ok                     |
+ * | Init           | Json {@link InitRequest} (first request only) | Json {@link InitReply} |
  * | Run            | Json ProgramRequest (helper/programs.ts)     | Json: {@link RunReply}  |
  * | AuthorizedKeys | Json AuthKeysRequest (helper/authorized_keys.ts) | Json: AuthKeysReply |
  * | NetSnapshot    | (empty)                                      | Json: NetSnapshot (helper/net.ts) |
@@ -156,6 +156,15 @@ export interface InitRequest {
   fsfreezeHook: string | null;
   /** The one channel device the helper may open; null for none (a socket method). */
   channel: ChannelOpenRequest | null;
+}
+
+/** Reply to Init: whether the helper recorded the settings for its agent process. */
+export interface InitReply {
+  /**
+   * True when a record backs them (helper/init_record.ts): the agent may then let this
+   * helper exit when idle and start another, which takes the same settings.
+   */
+  recorded: boolean;
 }
 
 /**

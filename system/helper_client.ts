@@ -4,10 +4,16 @@
  * read waiting for the host never holds up a /proc read.
  *
  * The agent needs exactly one extra grant for this:
- * `--allow-run=<absolute path of helper/qga-helper>`, and uses it once:
- * {@link startHelper} sends Init (the fsfreeze hook and channel, fixed for the
- * helper's life) and then revokes the grant, so code that later takes over the
- * agent can neither start a second helper nor re-initialise this one.
+ * `--allow-run=<absolute path of helper/qga-helper>`. {@link startHelper} starts the
+ * first helper and sends it Init (the fsfreeze hook and channel) before the agent reads
+ * any host input. That helper records the settings for this agent process
+ * (helper/init_record.ts); from then on the client may let an idle helper go (it closes
+ * the helper's stdin after {@link HELPER_IDLE_MS} without a request, unless a channel is
+ * relayed or the agent says to keep it, e.g. while filesystems are frozen) and starts a
+ * new one at the next request, which takes the recorded settings and refuses any other.
+ * When the helper cannot keep a record, the client keeps that one helper for good and
+ * revokes its grant to start another, so code that later takes over the agent can
+ * neither start a second helper nor re-initialise this one.
  *
  * @module
  */
@@ -23,6 +29,7 @@ import {
   channelWritePayload,
   encodeFrame,
   FrameDecoder,
+  type InitReply,
   type InitRequest,
   jsonPayload,
   MAX_CHANNEL_READ,
@@ -58,12 +65,8 @@ export interface HelperChannel {
   close(): Promise<void>;
 }
 
-/**
- * A running helper. Every method rejects with {@link SysError}: the helper's
- * errno for failed operations, EPERM (with the refused op and path in the
- * message) for refusals, EIO once the helper has gone away.
- */
-export class HelperClient {
+/** One helper process and its request/reply session. */
+class HelperProcess {
   readonly #child: Deno.ChildProcess;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #pending = new Map<number, (r: ReplyFrame) => void>();
@@ -72,7 +75,6 @@ export class HelperClient {
   /** Resolves when the helper process has exited (for whatever reason). */
   readonly exited: Promise<Deno.CommandStatus>;
 
-  /** Use {@link startHelper}. */
   constructor(child: Deno.ChildProcess) {
     this.#child = child;
     this.#writer = child.stdin.getWriter();
@@ -111,7 +113,8 @@ export class HelperClient {
     return this.#dead === undefined;
   }
 
-  async #request(op: number, payload: Uint8Array): Promise<ReplyFrame> {
+  /** Sends one request and waits for its reply; an Error reply throws. */
+  async request(op: number, payload: Uint8Array): Promise<ReplyFrame> {
     if (this.#dead) throw this.#dead;
     if (payload.length > MAX_REQUEST_PAYLOAD) {
       throw new SysError(
@@ -133,6 +136,180 @@ export class HelperClient {
     const r = await reply;
     if (r.type === Reply.Error) throw errorOf(r.payload);
     return r;
+  }
+
+  /** Stops the helper: closes its stdin (it exits at EOF) and waits, killing it after 2 s. */
+  async close(): Promise<void> {
+    if (!this.#dead) this.#die("privileged helper closed");
+    try {
+      await this.#writer.close();
+    } catch {
+      // already gone
+    }
+    const timer = setTimeout(() => {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+    }, 2000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+/** How long the client keeps an idle helper before it lets it exit (when it may). */
+export const HELPER_IDLE_MS = 30_000;
+
+/** Options of {@link startHelper}. */
+export interface HelperOptions {
+  /** Idle time after which a helper with a record is let go; default {@link HELPER_IDLE_MS}. */
+  idleMs?: number;
+  /**
+   * An argv prefix the launcher is started through (tests: a shell, so that each helper
+   * has a parent process, and so an Init record, of its own; the agent never sets it).
+   */
+  spawnVia?: readonly string[];
+}
+
+/**
+ * The agent's privileged helper: one helper process at a time, started when needed.
+ * Every method rejects with {@link SysError}: the helper's errno for failed operations,
+ * EPERM (with the refused op and path in the message) for refusals, EIO when no helper
+ * can be reached.
+ */
+export class HelperClient {
+  readonly #path: string;
+  readonly #init: InitRequest;
+  readonly #idleMs: number;
+  readonly #spawnVia: readonly string[];
+  #proc: HelperProcess | undefined;
+  #starting: Promise<HelperProcess> | undefined;
+  /** Whether the helpers of this agent keep a record of Init (set by the first one). */
+  #recorded = false;
+  #closed = false;
+  #busy = 0;
+  #channels = 0;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #keepAlive: () => boolean = () => false;
+  #resolveExited!: () => void;
+  /** Helper processes started so far (for tests and the log). */
+  launches = 0;
+  /** Resolves when a helper exits while it relays a channel (the agent then stops). */
+  readonly exited: Promise<void>;
+
+  /** Use {@link startHelper}. */
+  constructor(path: string, init: InitRequest, o: HelperOptions = {}) {
+    this.#path = path;
+    this.#init = init;
+    this.#idleMs = o.idleMs ?? HELPER_IDLE_MS;
+    this.#spawnVia = o.spawnVia ?? [];
+    this.exited = new Promise((r) => (this.#resolveExited = r));
+  }
+
+  /** While `keep()` is true an idle helper is not let go (the agent is frozen, say). */
+  setKeepAlive(keep: () => boolean): void {
+    this.#keepAlive = keep;
+  }
+
+  /** True while a helper process runs. */
+  get running(): boolean {
+    return this.#proc?.alive === true;
+  }
+
+  /** Starts the first helper and sends Init; rejects when it cannot start. */
+  async start(): Promise<void> {
+    await this.#live();
+  }
+
+  async #launch(): Promise<HelperProcess> {
+    let child: Deno.ChildProcess;
+    try {
+      const [program, ...pre] = [...this.#spawnVia, this.#path];
+      child = new Deno.Command(program!, {
+        args: pre,
+        clearEnv: true,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+    } catch (e) {
+      const code = errnoName(e);
+      throw new SysError(
+        code,
+        strerror(code),
+        `cannot start ${this.#path}: ${(e as Error).message}`,
+      );
+    }
+    const first = this.launches++ === 0;
+    const proc = new HelperProcess(child);
+    try {
+      const r = await proc.request(Op.Init, jsonPayload(this.#init));
+      const reply = (r.type === Reply.Json ? parseJsonPayload(r.payload) : null) as
+        | Partial<InitReply>
+        | null;
+      if (first) {
+        this.#recorded = reply?.recorded === true;
+        // No record: this helper is the only one the agent will have.
+        if (!this.#recorded) giveUpLauncher(this.#path);
+      }
+    } catch (e) {
+      await proc.close();
+      throw new SysError(
+        "EIO",
+        strerror("EIO"),
+        `privileged helper ${this.#path} did not start: ${(e as Error).message}`,
+      );
+    }
+    return proc;
+  }
+
+  /** The running helper, started (and given Init) when there is none. */
+  async #live(): Promise<HelperProcess> {
+    if (this.#closed) throw new SysError("EIO", strerror("EIO"), "privileged helper closed");
+    if (this.#proc?.alive) return this.#proc;
+    if (this.launches > 0 && !this.#recorded) {
+      throw new SysError("EIO", strerror("EIO"), "privileged helper exited");
+    }
+    this.#starting ??= this.#launch().then(
+      (p) => {
+        this.#proc = p;
+        this.#starting = undefined;
+        if (this.#busy === 0) this.#scheduleIdle();
+        return p;
+      },
+      (e) => {
+        this.#starting = undefined;
+        throw e;
+      },
+    );
+    return await this.#starting;
+  }
+
+  #scheduleIdle(): void {
+    clearTimeout(this.#idleTimer);
+    if (!this.#recorded || this.#closed) return;
+    this.#idleTimer = setTimeout(() => {
+      const p = this.#proc;
+      if (!p || this.#busy > 0 || this.#channels > 0 || this.#keepAlive()) {
+        if (p && this.#keepAlive()) this.#scheduleIdle();
+        return;
+      }
+      this.#proc = undefined;
+      void p.close();
+    }, this.#idleMs);
+    Deno.unrefTimer(this.#idleTimer);
+  }
+
+  async #request(op: number, payload: Uint8Array): Promise<ReplyFrame> {
+    this.#busy++;
+    clearTimeout(this.#idleTimer);
+    try {
+      return await (await this.#live()).request(op, payload);
+    } finally {
+      this.#busy--;
+      if (this.#busy === 0) this.#scheduleIdle();
+    }
   }
 
   async #expect(op: number, payload: Uint8Array, type: number): Promise<Uint8Array> {
@@ -180,11 +357,6 @@ export class HelperClient {
     await this.#expect(Op.WriteFile, jsonPayload({ path, data }), Reply.Ok);
   }
 
-  /** Init: the fsfreeze hook and the channel, fixed for the helper's life (first request only). */
-  async init(req: InitRequest): Promise<void> {
-    await this.#expect(Op.Init, jsonPayload(req), Reply.Ok);
-  }
-
   /** Runs one of the helper's fixed programs; SysError with the errno when it cannot start. */
   async runProgram(req: ProgramRequest): Promise<ProgramResult> {
     const r = parseJsonPayload(
@@ -210,19 +382,35 @@ export class HelperClient {
     ) as NetSnapshot;
   }
 
-  /** Opens the channel device named in Init (raw mode for isa-serial). */
+  /**
+   * Opens the channel device named in Init (raw mode for isa-serial). The helper that
+   * relays it stays for as long as the channel is open; if it exits meanwhile,
+   * {@link exited} resolves.
+   */
   async openChannel(path: string, mode: ChannelMode): Promise<HelperChannel> {
+    const proc = await this.#live();
+    const expect = async (op: number, payload: Uint8Array, type: number) => {
+      const r = await proc.request(op, payload);
+      if (r.type !== type) {
+        throw new SysError("EIO", strerror("EIO"), `unexpected helper reply type ${r.type}`);
+      }
+      return r;
+    };
     const reply = parseJsonPayload(
-      await this.#expect(Op.ChannelOpen, jsonPayload({ path, mode }), Reply.Json),
+      (await expect(Op.ChannelOpen, jsonPayload({ path, mode }), Reply.Json)).payload,
     ) as ChannelOpenReply;
     const n = reply.channel;
     let closed = false;
+    this.#channels++;
+    proc.exited.then(() => {
+      if (!closed) this.#resolveExited();
+    });
     const notOpen = () => new SysError("EBADF", strerror("EBADF"), "channel is closed");
     return {
       device: reply.device,
       read: async (p) => {
         if (closed) throw notOpen();
-        const r = await this.#request(
+        const r = await proc.request(
           Op.ChannelRead,
           channelReadPayload(n, Math.min(p.length, MAX_CHANNEL_READ)),
         );
@@ -237,7 +425,7 @@ export class HelperClient {
         if (closed) throw notOpen();
         const chunk = MAX_REQUEST_PAYLOAD - 4;
         for (let off = 0; off < p.length; off += chunk) {
-          await this.#expect(
+          await expect(
             Op.ChannelWrite,
             channelWritePayload(n, p.subarray(off, off + chunk)),
             Reply.Ok,
@@ -247,29 +435,21 @@ export class HelperClient {
       close: async () => {
         if (closed) return;
         closed = true;
-        if (this.#dead) return;
-        await this.#expect(Op.ChannelClose, channelPayload(n), Reply.Ok);
+        this.#channels--;
+        this.#scheduleIdle();
+        if (!proc.alive) return;
+        await expect(Op.ChannelClose, channelPayload(n), Reply.Ok);
       },
     };
   }
 
-  /** Stops the helper: closes its stdin (it exits at EOF) and waits, killing it after 2 s. */
+  /** Stops the helper (it exits at stdin EOF; killed after 2 s) and starts no other. */
   async close(): Promise<void> {
-    if (!this.#dead) this.#die("privileged helper closed");
-    try {
-      await this.#writer.close();
-    } catch {
-      // already gone
-    }
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-    }, 2000);
-    await this.exited;
-    clearTimeout(timer);
+    this.#closed = true;
+    clearTimeout(this.#idleTimer);
+    const p = this.#proc ?? await this.#starting?.catch(() => undefined);
+    this.#proc = undefined;
+    await p?.close();
   }
 }
 
@@ -292,12 +472,11 @@ function errorOf(payload: Uint8Array): SysError {
 }
 
 /**
- * Starts the helper launcher at `path` (stdin/stdout piped, stderr inherited,
- * an empty environment), sends Init, and gives up the permission to run the
- * launcher again when the grant names programs (under an unrestricted
- * `--allow-run` there is nothing to give up: any program may run anyway).
- * Resolves once the helper answered, so a launcher that cannot start is
- * reported here and not at first use.
+ * Starts the helper launcher at `path` (stdin/stdout piped, stderr inherited, an empty
+ * environment) and sends Init. Resolves once the helper answered Init, so a launcher
+ * that cannot start is reported here and not at first use. When the helper cannot
+ * record Init, the permission to run the launcher again is given up (when the grant
+ * names programs; under an unrestricted `--allow-run` there is nothing to give up).
  *
  * @example
  * ```ts
@@ -309,34 +488,10 @@ function errorOf(payload: Uint8Array): SysError {
 export async function startHelper(
   path: string,
   init: InitRequest = { fsfreezeHook: null, channel: null },
+  options: HelperOptions = {},
 ): Promise<HelperClient> {
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(path, {
-      args: [],
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-  } catch (e) {
-    const code = errnoName(e);
-    throw new SysError(code, strerror(code), `cannot start ${path}: ${(e as Error).message}`);
-  }
-  giveUpLauncher(path);
-  const client = new HelperClient(child);
-  try {
-    await client.init(init);
-    // A cheap round trip proves the helper runs and speaks the protocol.
-    await client.exists("/sys");
-  } catch (e) {
-    await client.close();
-    throw new SysError(
-      "EIO",
-      strerror("EIO"),
-      `privileged helper ${path} did not start: ${(e as Error).message}`,
-    );
-  }
+  const client = new HelperClient(path, init, options);
+  await client.start();
   return client;
 }
 

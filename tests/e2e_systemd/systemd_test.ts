@@ -664,7 +664,9 @@ section clock; echo "$(date +%s%N) $(cut -d' ' -f1 /proc/uptime)"`,
             // During the boot the agent shares the CPU with everything else that starts.
             // Both ends on the guest's clock: realtime at the answer, less the realtime of
             // the kernel's start (now - uptime), is the answer's monotonic time.
-            const [nowNs, uptime] = (s.get("clock") ?? "").trim().split(" ").map(Number);
+            const [nowNs = NaN, uptime = NaN] = (s.get("clock") ?? "").trim().split(" ").map(
+              Number,
+            );
             const answered = (answeredNs - nowNs) / 1e6 + uptime * 1000;
             assert.ok(answered > 0, `no guest clock reading: ${s.get("clock")}`);
             note("boot 2: the agent's start to its first answer (guest)", answered - started);

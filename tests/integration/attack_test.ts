@@ -235,8 +235,15 @@ await tryIt("spawn systemctl", spawn("/usr/bin/systemctl", ["--version"]));
 await tryIt("spawn sh", spawn("/bin/sh", ["-c", "id"]));
 await tryIt("spawn env", spawn("/usr/bin/env", ["id"]));
 for (const p of ${JSON.stringify(DENO_PATHS)}) await tryIt("spawn " + p, spawn(p, ["eval", "1"]));
-await tryIt("spawn the launcher again", spawn(${JSON.stringify(LAUNCHER)}, []));
-await tryIt("second startHelper", () => startHelper(${JSON.stringify(LAUNCHER)}));
+// A second helper may start (an idle one is let go and another started), but it takes
+// the settings the first one recorded and refuses any other.
+await tryIt("second helper with another hook", () =>
+  startHelper(${JSON.stringify(LAUNCHER)}, { fsfreezeHook: "/bin/sh", channel: null }));
+await tryIt("second helper with a channel", () =>
+  startHelper(${JSON.stringify(LAUNCHER)}, {
+    fsfreezeHook: null,
+    channel: { path: "/dev/ttyS0", mode: "isa-serial" },
+  }));
 await tryIt("write helper cache", () => Deno.openSync(${
   JSON.stringify(`${CACHE}/qga-attack-${tag()}`)
 }, { write: true, createNew: true }));
@@ -259,7 +266,32 @@ if (${o.fileRoots}) {
   await tryIt("read /etc/shadow", () => Deno.readFileSync("/etc/shadow"));
 }
 // Through the helper the agent already has.
-await tryIt("helper: init again", () => helper.init({ fsfreezeHook: "/bin/sh", channel: null }));
+// Raw frames on a helper of its own: the agent's settings first (accepted), then another.
+await tryIt("helper: init again", async () => {
+  const p = await import(${JSON.stringify(`${REPO}/helper/protocol.ts`)});
+  const c = new Deno.Command(${
+  JSON.stringify(LAUNCHER)
+}, { stdin: "piped", stdout: "piped" }).spawn();
+  const w = c.stdin.getWriter();
+  const r = c.stdout.getReader();
+  const d = new p.FrameDecoder(p.MAX_REPLY_PAYLOAD);
+  const ask = async (id: number, init: unknown) => {
+    await w.write(p.encodeFrame(p.Op.Init, id, p.jsonPayload(init)));
+    for (;;) {
+      const { value } = await r.read();
+      const f = d.push(value!)[0];
+      if (f) return f;
+    }
+  };
+  await ask(1, { fsfreezeHook: null, channel: null });
+  const f = await ask(2, { fsfreezeHook: "/bin/sh", channel: null });
+  await w.close();
+  await c.status;
+  if (f.type === p.Reply.Error) {
+    throw Object.assign(new Error(p.parseJsonPayload(f.payload).message), { name: "SysError" });
+  }
+  return "accepted";
+});
 await tryIt("helper: hook", () => helper.runProgram({ program: "fsfreeze-hook", arg: "freeze" }));
 await tryIt("helper: date -f", () =>
   helper.runProgram({ program: "set-clock", seconds: "-f /etc/shadow" as unknown as number, microseconds: 0 }));
@@ -326,8 +358,9 @@ async function compromisedAgent(fileRoots: boolean): Promise<void> {
     for (const [what, result] of Object.entries(results)) {
       const refused = what.startsWith("helper: ")
         ? /^SandboxRefusal: helper refused /.test(result)
-        : what === "second startHelper"
-        ? /did not start|cannot start|NotCapable|Requires run access/.test(result)
+        : what.startsWith("second helper")
+        ? /did not start: .*helper refused init: this agent started its helper with other settings/
+          .test(result)
         : result.startsWith("NotCapable: ");
       assert.ok(refused, `${what}: not refused: ${result}`);
     }
@@ -342,7 +375,7 @@ async function compromisedAgent(fileRoots: boolean): Promise<void> {
   }
 }
 
-Deno.test("compromised agent with --file-roots: no program but the launcher and the listed ones, no /root or /home, no second helper, no re-init", async () => {
+Deno.test("compromised agent with --file-roots: no program but the launcher and the listed ones, no /root or /home, no second helper with other settings, no re-init", async () => {
   await compromisedAgent(true);
 });
 

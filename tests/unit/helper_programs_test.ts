@@ -145,6 +145,8 @@ Deno.test("the fsfreeze hook runs only when one was given at start", () => {
 // The helper process itself, in raw frames.
 
 const MAIN = fileURLToPath(new URL("../../helper/main.ts", import.meta.url));
+import { SPAWN_VIA_SHELL } from "../helpers/helper_spawn.ts";
+
 const LAUNCHER = fileURLToPath(new URL("../../helper/qga-helper", import.meta.url));
 
 class Raw {
@@ -155,8 +157,9 @@ class Raw {
   readonly #q: Frame[] = [];
   #id = 1;
   constructor(argv: string[]) {
-    this.child = new Deno.Command(argv[0]!, {
-      args: argv.slice(1),
+    const [program, ...args] = [...SPAWN_VIA_SHELL, ...argv];
+    this.child = new Deno.Command(program!, {
+      args,
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
@@ -195,7 +198,7 @@ Deno.test("Init is accepted once, as the first request; a later one is refused a
     );
     await Deno.chmod(hook, 0o755);
     const init = await h.ask(Op.Init, { fsfreezeHook: hook, channel: null });
-    assert.equal(init.type, Reply.Ok);
+    assert.equal(init.type, Reply.Json);
     const again = await h.ask(Op.Init, { fsfreezeHook: "/bin/sh", channel: null });
     assert.equal(again.type, Reply.Error);
     assert.match((again.value as { message: string }).message, /only the first request/);
@@ -217,7 +220,7 @@ Deno.test("Init is accepted once, as the first request; a later one is refused a
 Deno.test("the helper refuses hostile Run requests before anything runs", async () => {
   const h = new Raw([Deno.execPath(), "run", "-A", "--no-config", MAIN]);
   try {
-    assert.equal((await h.ask(Op.Init, { fsfreezeHook: null, channel: null })).type, Reply.Ok);
+    assert.equal((await h.ask(Op.Init, { fsfreezeHook: null, channel: null })).type, Reply.Json);
     for (
       const req of [
         { program: "set-clock", seconds: "-f /etc/shadow", microseconds: 0 },
@@ -241,7 +244,7 @@ Deno.test("a hook that cannot be executed is a spawn error with its errno", asyn
   const h = new Raw([LAUNCHER]);
   try {
     const hook = "/nonexistent/qga-hook";
-    assert.equal((await h.ask(Op.Init, { fsfreezeHook: hook, channel: null })).type, Reply.Ok);
+    assert.equal((await h.ask(Op.Init, { fsfreezeHook: hook, channel: null })).type, Reply.Json);
     const r = await h.ask(Op.Run, { program: "fsfreeze-hook", arg: "thaw" });
     assert.equal(r.type, Reply.Json);
     assert.equal((r.value as { spawnError: string }).spawnError, "ENOENT");

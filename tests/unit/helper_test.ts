@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { SPAWN_VIA_SHELL } from "../helpers/helper_spawn.ts";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import {
   channelReadPayload,
@@ -53,7 +54,7 @@ class Raw {
     env: Record<string, string> = {},
     command: string[] = [LAUNCHER],
   ) {
-    const [program, ...pre] = command as [string, ...string[]];
+    const [program, ...pre] = [...SPAWN_VIA_SHELL, ...command] as [string, ...string[]];
     this.child = new Deno.Command(program, {
       args: [...pre, ...args],
       env,
@@ -175,7 +176,7 @@ Deno.test("the helper refuses a symlink that resolves outside the allowlist", as
       try {
         const channel = { path: `${dir}/${link}`, mode: "isa-serial" };
         const init = await h.ask(Op.Init, jsonPayload({ fsfreezeHook: null, channel }));
-        assert.equal(init.type, Reply.Ok);
+        assert.equal(init.type, Reply.Json);
         const e = errorOf(await h.ask(Op.ChannelOpen, jsonPayload(channel)));
         assert.equal(e.code, "EPERM");
         assert.ok(e.message.includes(`"${target}" (after resolving symlinks)`), e.message);

@@ -291,11 +291,11 @@ Deno.test("the unit runs the agent's own least-privilege line for -m stdio on on
       argv.some((a) => a.startsWith("--allow-read=") && a.includes("/etc/qemu/qemu-ga.conf")),
     );
     assert.ok(argv.some((a) => /^--allow-(read|write)=.*\/run\/deno-qga\b/.test(a)));
-    // stdio needs no net grant for its channel: the only one is the merged-output socket
-    // of guest-exec in the state dir.
+    // stdio needs no net grant for its channel: the only ones are the merged-output socket
+    // of guest-exec in the state dir and the inspector's port the agent holds.
     assert.deepEqual(
       argv.filter((a) => a.startsWith("--allow-net")),
-      ["--allow-net=unix:/run/deno-qga/qga-exec.sock"],
+      ["--allow-net=unix:/run/deno-qga/qga-exec.sock,127.0.0.1:9229"],
     );
     ok(await uninstall(dest), "uninstall.sh");
   });

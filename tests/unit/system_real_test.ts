@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { SPAWN_VIA_SHELL } from "../helpers/helper_spawn.ts";
 import { fileURLToPath } from "node:url";
 import { type AgentOptions, DEFAULTS } from "../../config/options.ts";
 import { helperInit } from "../../agent/run.ts";
@@ -236,7 +237,7 @@ async function withPty(
 Deno.test("isa-serial relays bytes both ways, sees the hang-up and reopens with --retry-path", async () => {
   await withPty(async ({ dir, launcher, pty }) => {
     const opts = options(pty.a, { retryPath: true });
-    const helper = await startHelper(launcher, helperInit(opts));
+    const helper = await startHelper(launcher, helperInit(opts), { spawnVia: SPAWN_VIA_SHELL });
     let transport: Transport | undefined;
     try {
       const logs: string[] = [];
@@ -303,7 +304,9 @@ Deno.test("isa-serial relays bytes both ways, sees the hang-up and reopens with 
 
 Deno.test("isa-serial puts the tty in raw mode: CR, LF and control bytes pass unchanged", async () => {
   await withPty(async ({ launcher, pty }) => {
-    const helper = await startHelper(launcher, helperInit(options(pty.a)));
+    const helper = await startHelper(launcher, helperInit(options(pty.a)), {
+      spawnVia: SPAWN_VIA_SHELL,
+    });
     const transport = await openIsaSerialTransport(options(pty.a), helper);
     try {
       const conn = await transport.accept();
@@ -325,7 +328,7 @@ Deno.test("isa-serial puts the tty in raw mode: CR, LF and control bytes pass un
 Deno.test("virtio-serial over the helper is a device connection and relays both ways", async () => {
   await withPty(async ({ launcher, pty }) => {
     const opts = options(pty.a, { method: "virtio-serial" });
-    const helper = await startHelper(launcher, helperInit(opts));
+    const helper = await startHelper(launcher, helperInit(opts), { spawnVia: SPAWN_VIA_SHELL });
     const transport = await openVirtioSerialTransport(opts, helper);
     try {
       assert.equal(transport.description, `virtio-serial ${pty.a}`);
@@ -351,7 +354,7 @@ Deno.test("a missing channel fails at once without --retry-path and is awaited w
   const dir = await Deno.makeTempDir();
   const launcher = await testLauncher(dir);
   const virtio = options(`${dir}/A`, { method: "virtio-serial" });
-  const first = await startHelper(launcher, helperInit(virtio));
+  const first = await startHelper(launcher, helperInit(virtio), { spawnVia: SPAWN_VIA_SHELL });
   try {
     await assert.rejects(openVirtioSerialTransport(virtio, first), (e: unknown) => {
       assert.ok(e instanceof SysError);
