@@ -58,6 +58,8 @@ interface TestRun {
   ok: boolean;
   timedOut: boolean;
   tail: string;
+  /** The first test reported FAILED (what killed a mutant), if any. */
+  firstFailed?: string;
 }
 
 async function runTests(tree: string, tests: readonly string[]): Promise<TestRun> {
@@ -82,7 +84,9 @@ async function runTests(tree: string, tests: readonly string[]): Promise<TestRun
   const out = await child.output();
   clearTimeout(timer);
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { ok: out.success && !timedOut, timedOut, tail: text.split("\n").slice(-12).join("\n") };
+  const lines = text.split("\n");
+  const firstFailed = lines.find((l) => / \.\.\. FAILED/.test(l))?.replace(/ \.\.\. FAILED.*/, "");
+  return { ok: out.success && !timedOut, timedOut, tail: lines.slice(-12).join("\n"), firstFailed };
 }
 
 function countOccurrences(text: string, find: string): number {
@@ -143,7 +147,8 @@ async function main(): Promise<number> {
       const secs = ((performance.now() - t0) / 1000).toFixed(1);
       if (!r.ok) {
         killed++;
-        console.log(`killed   ${m.name} (${secs} s${r.timedOut ? ", timed out" : ""})`);
+        const by = r.firstFailed ? `: ${r.firstFailed}` : "";
+        console.log(`killed   ${m.name} (${secs} s${r.timedOut ? ", timed out" : ""})${by}`);
       } else {
         failed++;
         console.log(`SURVIVED ${m.name} (${secs} s): ${m.what}\n  tests: ${m.tests.join(" ")}`);
