@@ -7,7 +7,7 @@
  *
  * ```sh
  * npm run mutants                         # every mutant
- * npm run mutants -- --subset             # the fixed subset CI runs when time is short
+ * npm run mutants -- --subset             # the fixed subset (.ci/run with QGA_CI_MUTANTS=subset)
  * npm run mutants -- --only=name,name     # some, by name
  * ```
  *
@@ -59,7 +59,7 @@ interface TestRun {
   timedOut: boolean;
   tail: string;
   /** The first test reported FAILED (what killed a mutant), if any. */
-  firstFailed?: string;
+  firstFailed: string | undefined;
 }
 
 async function runTests(tree: string, tests: readonly string[]): Promise<TestRun> {
@@ -113,7 +113,13 @@ async function main(): Promise<number> {
   } else if (values.subset) {
     list = MUTANTS.filter((m) => m.subset);
   }
-  console.log(`# ${list.length} mutants${values.subset ? " (the CI subset)" : ""}`);
+  console.log(
+    values.subset
+      ? `# mutants: the fixed subset (${list.length} of ${MUTANTS.length}); the full list: npm run mutants`
+      : values.only
+      ? `# mutants: ${list.length} of ${MUTANTS.length}, by name`
+      : `# mutants: the full list (${list.length})`,
+  );
   const tree = await Deno.makeTempDir({ prefix: "qga-mutants-" });
   let killed = 0;
   let failed = 0;

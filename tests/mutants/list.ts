@@ -73,6 +73,7 @@ export const MUTANTS: readonly Mutant[] = [
     find: "      if (!t.values.includes(v)) {",
     replace: "      if (false) {",
     tests: ["tests/unit/protocol_test.ts"],
+    subset: true,
   },
   // ------------------------------------------------------------------ dispatcher
   {
@@ -241,7 +242,6 @@ export const MUTANTS: readonly Mutant[] = [
     find: "      if (!Number.isSafeInteger(s) || !Number.isSafeInteger(us)) {",
     replace: "      if (false) {",
     tests: ["tests/unit/helper_programs_test.ts"],
-    subset: true,
   },
   {
     name: "helper-hook-option-accepted",
@@ -277,7 +277,6 @@ export const MUTANTS: readonly Mutant[] = [
     find: "    if (!first || this.#init) {",
     replace: "    if (false) {",
     tests: ["tests/unit/helper_programs_test.ts"],
-    subset: true,
   },
   {
     name: "init-record-other-settings",
