@@ -7,7 +7,7 @@
  *
  * ```sh
  * npm run mutants                         # every mutant
- * npm run mutants -- --subset             # the fixed subset CI runs when time is short
+ * npm run mutants -- --subset             # the fixed subset (.ci/run with QGA_CI_MUTANTS=subset)
  * npm run mutants -- --only=name,name     # some, by name
  * ```
  *
@@ -58,6 +58,8 @@ interface TestRun {
   ok: boolean;
   timedOut: boolean;
   tail: string;
+  /** The first test reported FAILED (what killed a mutant), if any. */
+  firstFailed: string | undefined;
 }
 
 async function runTests(tree: string, tests: readonly string[]): Promise<TestRun> {
@@ -82,7 +84,9 @@ async function runTests(tree: string, tests: readonly string[]): Promise<TestRun
   const out = await child.output();
   clearTimeout(timer);
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { ok: out.success && !timedOut, timedOut, tail: text.split("\n").slice(-12).join("\n") };
+  const lines = text.split("\n");
+  const firstFailed = lines.find((l) => / \.\.\. FAILED/.test(l))?.replace(/ \.\.\. FAILED.*/, "");
+  return { ok: out.success && !timedOut, timedOut, tail: lines.slice(-12).join("\n"), firstFailed };
 }
 
 function countOccurrences(text: string, find: string): number {
@@ -109,7 +113,13 @@ async function main(): Promise<number> {
   } else if (values.subset) {
     list = MUTANTS.filter((m) => m.subset);
   }
-  console.log(`# ${list.length} mutants${values.subset ? " (the CI subset)" : ""}`);
+  console.log(
+    values.subset
+      ? `# mutants: the fixed subset (${list.length} of ${MUTANTS.length}); the full list: npm run mutants`
+      : values.only
+      ? `# mutants: ${list.length} of ${MUTANTS.length}, by name`
+      : `# mutants: the full list (${list.length})`,
+  );
   const tree = await Deno.makeTempDir({ prefix: "qga-mutants-" });
   let killed = 0;
   let failed = 0;
@@ -143,7 +153,8 @@ async function main(): Promise<number> {
       const secs = ((performance.now() - t0) / 1000).toFixed(1);
       if (!r.ok) {
         killed++;
-        console.log(`killed   ${m.name} (${secs} s${r.timedOut ? ", timed out" : ""})`);
+        const by = r.firstFailed ? `: ${r.firstFailed}` : "";
+        console.log(`killed   ${m.name} (${secs} s${r.timedOut ? ", timed out" : ""})${by}`);
       } else {
         failed++;
         console.log(`SURVIVED ${m.name} (${secs} s): ${m.what}\n  tests: ${m.tests.join(" ")}`);

@@ -288,7 +288,9 @@ await tryIt("helper: init again", async () => {
   await w.close();
   await c.status;
   if (f.type === p.Reply.Error) {
-    throw Object.assign(new Error(p.parseJsonPayload(f.payload).message), { name: "SysError" });
+    // The helper marks its refusals on the wire (refused: true), as the client reads them.
+    const e = p.parseJsonPayload(f.payload);
+    throw Object.assign(new Error(e.message), { name: e.refused ? "SandboxRefusal" : "SysError" });
   }
   return "accepted";
 });

@@ -73,6 +73,7 @@ export const MUTANTS: readonly Mutant[] = [
     find: "      if (!t.values.includes(v)) {",
     replace: "      if (false) {",
     tests: ["tests/unit/protocol_test.ts"],
+    subset: true,
   },
   // ------------------------------------------------------------------ dispatcher
   {
@@ -110,6 +111,22 @@ export const MUTANTS: readonly Mutant[] = [
     replace: '    if (this.#block.has(name) && !this.#allow?.has(name)) return "";',
     tests: ["tests/unit/registry_test.ts", "tests/unit/protocol_test.ts"],
   },
+  {
+    name: "registry-sandbox-reason-dropped",
+    what: "a command the sandbox cannot serve is disabled without the sandbox's reason",
+    file: "agent/registry.ts",
+    find: "    if (sandbox !== undefined) return sandbox;",
+    replace: '    if (sandbox !== undefined) return "";',
+    tests: ["tests/unit/registry_test.ts"],
+  },
+  {
+    name: "registry-allow-list-ignored",
+    what: "a command left out of -a (allow-rpcs) stays enabled",
+    file: "agent/registry.ts",
+    find: '    if (this.#allow && !this.#allow.has(name)) return "";',
+    replace: "",
+    tests: ["tests/unit/registry_test.ts"],
+  },
   // ------------------------------------------------------------------ file policy
   {
     name: "file-policy-prefix-sibling",
@@ -119,6 +136,14 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "path.startsWith(root)",
     tests: ["tests/unit/file_policy_test.ts"],
     subset: true,
+  },
+  {
+    name: "file-policy-read-only-root-writable",
+    what: "a write mode is accepted on a read-only root (fileReadRoots)",
+    file: "commands/file_policy.ts",
+    find: "rw.some((r) => inside(resolved, r)) || (!write && ro.some((r) => inside(resolved, r)));",
+    replace: "rw.some((r) => inside(resolved, r)) || ro.some((r) => inside(resolved, r));",
+    tests: ["tests/unit/file_policy_test.ts"],
   },
   // ------------------------------------------------------------------ file commands and state
   {
@@ -146,6 +171,22 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "    const handle = this.#counter++;\n    try {\n      void 0;",
     tests: ["tests/unit/state_test.ts"],
   },
+  {
+    name: "file-read-count-unbounded",
+    what: "guest-file-read accepts a count above qemu-ga's 48 MiB limit",
+    file: "commands/file.ts",
+    find: "    if (count < 0n || count > READ_COUNT_MAX) throw invalidCount(count);",
+    replace: "    if (count < 0n) throw invalidCount(count);",
+    tests: ["tests/unit/file_test.ts"],
+  },
+  {
+    name: "file-write-count-unchecked",
+    what: "guest-file-write accepts a count larger than the data it was given",
+    file: "commands/file.ts",
+    find: "    if (count < 0n || count > BigInt(data.length)) throw invalidCount(count);",
+    replace: "    if (count < 0n) throw invalidCount(count);",
+    tests: ["tests/unit/file_test.ts"],
+  },
   // ------------------------------------------------------------------ exec capture
   {
     name: "exec-capture-unbounded",
@@ -163,5 +204,152 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "const shared = null as SharedOutput | null;",
     tests: ["tests/unit/shared_output_test.ts"],
     subset: true,
+  },
+  // ------------------------------------------------------------------ exec policy
+  {
+    name: "exec-policy-lexical-compare",
+    what:
+      "--exec-programs compares spellings instead of canonical paths (a symlinked spelling is refused)",
+    file: "commands/exec_policy.ts",
+    find: "      if (listed === null || canonical(listed) !== want) continue;",
+    replace: "      if (listed === null || listed !== found) continue;",
+    tests: ["tests/unit/exec_policy_test.ts"],
+  },
+  // ------------------------------------------------------------------ helper allowlist
+  {
+    name: "helper-allowlist-requested-path",
+    what:
+      "the allowlist is re-checked on the requested path, not the resolved one (symlink escape)",
+    file: "helper/ops.ts",
+    find: '    const rule = this.#require(op, this.#canonical(real), access, "resolved");',
+    replace: '    const rule = this.#require(op, path, access, "resolved");',
+    tests: ["tests/unit/helper_test.ts"],
+    subset: true,
+  },
+  {
+    name: "helper-rule-any-sysfs-file",
+    what: "the sysfs read rule serves any file under /sys/devices, not only the listed attributes",
+    file: "helper/ops.ts",
+    find: '  { pattern: `/sys/{devices|block|class|dev|bus}/{path}/${ATTRS}`, access: "read" },',
+    replace: '  { pattern: `/sys/{devices|block|class|dev|bus}/{path}`, access: "read" },',
+    tests: ["tests/unit/helper_test.ts"],
+  },
+  // ------------------------------------------------------------------ helper programs
+  {
+    name: "helper-set-clock-any-value",
+    what: "set-clock puts any value on date's command line (date -f /etc/shadow)",
+    file: "helper/programs.ts",
+    find: "      if (!Number.isSafeInteger(s) || !Number.isSafeInteger(us)) {",
+    replace: "      if (false) {",
+    tests: ["tests/unit/helper_programs_test.ts"],
+  },
+  {
+    name: "helper-hook-option-accepted",
+    what: "an fsfreeze hook that looks like an option is accepted at Init",
+    file: "helper/programs.ts",
+    find: '  if (hook.startsWith("-")) {',
+    replace: "  if (false) {",
+    tests: ["tests/unit/helper_programs_test.ts"],
+  },
+  // ------------------------------------------------------------------ helper launcher
+  {
+    name: "launcher-keeps-environment",
+    what: "helper/qga-helper passes the caller's environment on (env without -i)",
+    file: "helper/qga-helper",
+    find: "exec /usr/bin/env -i \\\n",
+    replace: "exec /usr/bin/env \\\n",
+    tests: ["tests/unit/launcher_test.ts"],
+    subset: true,
+  },
+  {
+    name: "launcher-bundle-reads-config",
+    what: "packaging/qga-helper.sh runs the helper without --no-config",
+    file: "packaging/qga-helper.sh",
+    find: "  --allow-all --no-prompt --no-config --no-lock --no-remote --no-npm \\\n",
+    replace: "  --allow-all --no-prompt --no-lock --no-remote --no-npm \\\n",
+    tests: ["tests/unit/launcher_test.ts"],
+  },
+  // ------------------------------------------------------------------ helper Init
+  {
+    name: "helper-second-init-accepted",
+    what: "the helper accepts Init again after the first request",
+    file: "helper/main.ts",
+    find: "    if (!first || this.#init) {",
+    replace: "    if (false) {",
+    tests: ["tests/unit/helper_programs_test.ts"],
+  },
+  {
+    name: "init-record-other-settings",
+    what: "a later helper of the same agent accepts settings other than the recorded ones",
+    file: "helper/init_record.ts",
+    find: "    if (!sameSettings(existing, requested)) {",
+    replace: "    if (false) {",
+    tests: ["tests/unit/helper_lifecycle_test.ts"],
+  },
+  // ------------------------------------------------------------------ channel relay
+  {
+    name: "channel-other-than-named",
+    what: "the helper opens a channel request for a path other than the one named at start",
+    file: "helper/main.ts",
+    find: "          if (!named || named.path !== req?.path || named.mode !== mode) {",
+    replace: "          if (!named) {",
+    tests: ["tests/unit/system_real_test.ts"],
+    subset: true,
+  },
+  {
+    name: "channel-drops-rest-of-chunk",
+    what: "the relay drops what is left of a read chunk larger than the agent's request",
+    file: "helper/channel_worker.ts",
+    find:
+      "        if (take === head.length) queue.shift();\n        else queue[0] = head.subarray(take);",
+    replace: "        queue.shift();",
+    tests: ["tests/unit/system_real_test.ts"],
+  },
+  // ------------------------------------------------------------------ thaw on exit
+  {
+    name: "thaw-on-exit-removed",
+    what: "the agent no longer thaws the guest when it stops (SIGTERM) while frozen",
+    file: "agent/run.ts",
+    find: "        await deps.thawAll(agent);",
+    replace: "        void 0;",
+    tests: ["tests/unit/run_shutdown_test.ts"],
+    subset: true,
+  },
+  {
+    name: "thaw-sigterm-unhandled",
+    what: "SIGTERM is no longer handled, so the agent dies by it without thawing",
+    file: "agent/run.ts",
+    find: 'for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {',
+    replace: 'for (const sig of ["SIGINT", "SIGHUP"] as const) {',
+    tests: ["tests/unit/run_shutdown_test.ts"],
+  },
+  // ------------------------------------------------------------------ printed grants
+  {
+    name: "grants-deny-write-dropped",
+    what:
+      "the printed line no longer carves the helper's code, cache and deno binary out of a wide write grant",
+    file: "agent/permissions.ts",
+    find: '  if (covered.length) flags.push(`--deny-write=${covered.join(",")}`);',
+    replace: "",
+    tests: ["tests/unit/permissions_test.ts"],
+    subset: true,
+  },
+  {
+    name: "grants-run-any-program",
+    what:
+      'the printed --allow-run keeps guest-exec\'s "*" (any program) when no --exec-programs is set',
+    file: "agent/permissions.ts",
+    find: '  const run = [...new Set(n.run)].filter((r) => r !== "*");',
+    replace: "  const run = [...new Set(n.run)];",
+    tests: ["tests/unit/permissions_test.ts"],
+  },
+  // ------------------------------------------------------------------ ssh keys
+  {
+    name: "ssh-keys-follow-symlink",
+    what: "authorized_keys is opened without O_NOFOLLOW (a symlink to a root-only file is read)",
+    file: "helper/authorized_keys.ts",
+    find: "  const fd = fs.openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);",
+    replace: "  const fd = fs.openSync(path, O_RDONLY | O_NONBLOCK);",
+    tests: ["tests/integration/attack_test.ts"],
   },
 ];

@@ -325,6 +325,47 @@ Deno.test("isa-serial puts the tty in raw mode: CR, LF and control bytes pass un
   });
 });
 
+Deno.test("the relay hands over every byte in order when the agent reads less than has arrived", async () => {
+  await withPty(async ({ launcher, pty }) => {
+    const helper = await startHelper(launcher, helperInit(options(pty.a)), {
+      spawnVia: SPAWN_VIA_SHELL,
+    });
+    const transport = await openIsaSerialTransport(options(pty.a), helper);
+    try {
+      const conn = await transport.accept();
+      assert.ok(conn);
+      using host = await Deno.open(pty.b, { read: true, write: true });
+      // The relay reads up to 64 KiB at a time; the agent asks for 1000 bytes, so most
+      // reads leave part of a chunk queued for the next one.
+      const sent = pattern(150_000, 3);
+      const write = (async () => {
+        for (let off = 0; off < sent.length;) off += await host.write(sent.subarray(off));
+      })();
+      const got = new Uint8Array(sent.length);
+      let n = 0;
+      while (n < sent.length) {
+        const buf = new Uint8Array(1000);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const r: number | null | "stalled" = await Promise.race([
+          conn.read(buf),
+          new Promise<"stalled">((res) => timer = setTimeout(() => res("stalled"), 10_000)),
+        ]);
+        clearTimeout(timer);
+        assert.ok(r !== "stalled" && r !== null, `the relay stopped after ${n} bytes: ${r}`);
+        got.set(buf.subarray(0, Math.min(r, sent.length - n)), n);
+        n += r;
+      }
+      await write;
+      assert.equal(n, sent.length);
+      assert.deepEqual(got, sent);
+      conn.close();
+    } finally {
+      transport.close();
+      await helper.close();
+    }
+  });
+});
+
 Deno.test("virtio-serial over the helper is a device connection and relays both ways", async () => {
   await withPty(async ({ launcher, pty }) => {
     const opts = options(pty.a, { method: "virtio-serial" });
