@@ -336,10 +336,8 @@ export class Agent {
   }
 }
 
-/** The `execute` (or `exec-oob`) member of a request, "" when there is none. */
+/** The `execute` member of a request (a JSON object is a Map), "" when there is none. */
 function executeOf(value: unknown): string {
-  if (typeof value !== "object" || value === null) return "";
-  const v = value as Record<string, unknown>;
-  const name = v.execute ?? v["exec-oob"];
+  const name = value instanceof Map ? value.get("execute") : undefined;
   return typeof name === "string" ? name : "";
 }
