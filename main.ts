@@ -8,11 +8,10 @@
  * @module
  */
 
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, join } from "./config/path.ts";
 import { COMMANDS } from "./commands/mod.ts";
 import { parseCommandLine } from "./cli/options.ts";
-import { runAgent } from "./agent/run.ts";
+import { guardInspector, runAgent } from "./agent/run.ts";
 import { closeInspectorOnSigusr1 } from "./helper/inspector.ts";
 import { leastPrivilegeCommand, projectDir, shellQuote } from "./agent/permissions.ts";
 import { QEMU_GA_VERSION, VERSION } from "./agent/version.ts";
@@ -31,11 +30,12 @@ function writeAll(out: { writeSync(p: Uint8Array): number }, text: string): void
 }
 
 async function main(args: string[]): Promise<number> {
-  if (args[0] !== "client") closeInspectorOnSigusr1();
   if (args[0] === "client") {
     const { clientMain } = await import("./client/cli.ts");
     return await clientMain(args.slice(1));
   }
+  closeInspectorOnSigusr1();
+  await guardInspector();
   const here = projectDir(import.meta.url);
   const environment = await readAgentEnvironment();
   const env = { get: (name: string) => environment.get(name as AgentEnvName) };

@@ -40,7 +40,16 @@ export interface AgentInit {
   sandboxDisabled?: Map<string, string>;
   /** Called after the agent leaves the frozen state (deferred log and pid file). */
   onThaw?: () => void;
+  /**
+   * Settles when the agent's system access is complete (the privileged helper started in
+   * the background, see {@link Agent.attach}). Until then only guest-sync and
+   * guest-sync-delimited are answered; every other request waits for it, in order.
+   */
+  ready?: Promise<void>;
 }
+
+/** Requests answered before {@link AgentInit.ready} settles: they touch nothing. */
+const ANSWERED_BEFORE_READY = new Set(["guest-sync", "guest-sync-delimited"]);
 
 /** Summarises arguments for the audit trail, leaving out sensitive members. */
 export function auditSummary(
@@ -77,8 +86,12 @@ export class Agent {
   #transport: Transport | undefined;
   #conn: Connection | undefined;
   readonly #onThaw: (() => void) | undefined;
+  #ready: Promise<void> | undefined;
+  #sys: SystemAccess;
 
   constructor(init: AgentInit) {
+    this.#ready = init.ready;
+    this.#sys = init.sys;
     this.options = init.options;
     this.log = init.log;
     this.state = new StateDir(init.options.statedir);
@@ -90,8 +103,11 @@ export class Agent {
     this.#stream = new JsonStream((e) => this.#queue.push(e));
     this.#onThaw = init.onThaw;
     const isFrozen = () => this.#frozen;
+    const sys = () => this.#sys;
     this.context = {
-      sys: init.sys,
+      get sys() {
+        return sys();
+      },
       options: init.options,
       env: init.env ?? fixedEnvironment({}),
       log: init.log,
@@ -110,6 +126,16 @@ export class Agent {
       setFrozen: (f: boolean) => this.setFrozen(f),
       allocateHandle: () => Promise.resolve(this.state.allocate()),
     };
+  }
+
+  /**
+   * Completes the agent's system access once its privileged helper has started (or
+   * failed to): the system commands use from now on and the commands the sandbox
+   * disables. Called before {@link AgentInit.ready} settles.
+   */
+  attach(sys: SystemAccess, sandboxDisabled: Map<string, string>): void {
+    this.#sys = sys;
+    this.registry.setSandbox(sandboxDisabled);
   }
 
   /** True while frozen. */
@@ -257,6 +283,10 @@ export class Agent {
         text = errorReply("GenericError", ev.error, undefined);
         this.log.audit("request", { error: "GenericError", desc: ev.error });
       } else {
+        if (this.#ready && !ANSWERED_BEFORE_READY.has(executeOf(ev.value))) {
+          await this.#ready;
+          this.#ready = undefined;
+        }
         const started = performance.now();
         let outcome: DispatchOutcome;
         try {
@@ -304,4 +334,10 @@ export class Agent {
       this.log.warn(`error writing to channel: ${toSysError(e).strerror}`);
     }
   }
+}
+
+/** The `execute` member of a request (a JSON object is a Map), "" when there is none. */
+function executeOf(value: unknown): string {
+  const name = value instanceof Map ? value.get("execute") : undefined;
+  return typeof name === "string" ? name : "";
 }

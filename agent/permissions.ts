@@ -11,8 +11,7 @@
  * @module
  */
 
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { dirname, fileURLToPath, join, resolve } from "../config/path.ts";
 import { type AgentOptions, DEFAULTS } from "../config/options.ts";
 import type { Command, Needs } from "../commands/types.ts";
 

@@ -21,7 +21,7 @@ export class Registry implements CommandLookup {
   readonly #byName: Map<string, Command>;
   readonly #allow: Set<string> | undefined;
   readonly #block: Set<string>;
-  readonly #sandbox: Map<string, string>;
+  #sandbox: Map<string, string>;
   #frozen = false;
 
   constructor(
@@ -33,6 +33,11 @@ export class Registry implements CommandLookup {
     this.#allow = o.allow.length ? new Set(o.allow) : undefined;
     this.#block = new Set(o.block);
     this.#sandbox = o.sandbox ?? new Map();
+  }
+
+  /** Replaces the commands the sandbox disables (known once the helper has started). */
+  setSandbox(sandbox: Map<string, string>): void {
+    this.#sandbox = sandbox;
   }
 
   /** Re-applies the filters for the frozen state (ga_set_frozen / ga_unset_frozen). */

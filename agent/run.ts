@@ -16,6 +16,7 @@ import { Agent } from "./agent.ts";
 import { AgentLog, type LogSink } from "./log.ts";
 import { channelNeedsHelper, needsOf, sandboxDisabled } from "./permissions.ts";
 import type { InitRequest } from "../helper/protocol.ts";
+import { loadInspectorGuard } from "../helper/inspector.ts";
 
 /** The privileged helper as the start-up code sees it. */
 export interface HelperHandle {
@@ -62,16 +63,31 @@ function openLogFile(path: string): LogSink {
  * has it); without it, or with the port taken by another program, nothing is held and
  * `closeInspectorOnSigusr1` (helper/inspector.ts) is the guard.
  */
-export function holdInspectorPort(): void {
+export function holdInspectorPort(): boolean {
+  if (inspectorPortHeld) return true;
   let listener: Deno.TcpListener;
   try {
     listener = Deno.listen({ hostname: "127.0.0.1", port: 9229 });
   } catch {
-    return;
+    return false;
   }
+  inspectorPortHeld = true;
   (async () => {
     for await (const conn of listener) conn.close();
   })().catch(() => {});
+  return true;
+}
+let inspectorPortHeld = false;
+
+/**
+ * The inspector guard of a process: holds the port when it can; when it cannot, loads
+ * node:inspector now so that a SIGUSR1 finds the inspector's close ready
+ * (helper/inspector.ts). Returns whether the port is held.
+ */
+export async function guardInspector(): Promise<boolean> {
+  if (holdInspectorPort()) return true;
+  await loadInspectorGuard();
+  return false;
 }
 
 /** What the helper is told at start: the fsfreeze hook and the channel device. */
@@ -93,21 +109,31 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     sink: stderrSink,
   });
 
-  holdInspectorPort();
+  await guardInspector();
   const wantsHelper = channelNeedsHelper(options) ||
     commands.some((c) => (needsOf(c, options).helper?.length ?? 0) > 0);
-  let helper: H | undefined;
-  if (wantsHelper) {
-    try {
-      helper = await deps.startHelper(options.helper, helperInit(options));
-    } catch (e) {
+  // The helper starts now. Only a channel relayed by the helper waits for it; otherwise
+  // the agent serves at once and answers guest-sync while the helper starts, and every
+  // other request waits until it has (Agent's `ready`), so guest-info and the commands
+  // that need the helper see the outcome.
+  const starting: Promise<H | undefined> = wantsHelper
+    ? deps.startHelper(options.helper, helperInit(options)).catch((e) => {
       const msg = (e as Error).message;
       if (channelNeedsHelper(options)) {
         log.error(`cannot start the privileged helper ${options.helper}: ${msg}`);
         log.error("failed to initialize guest agent channel");
-        return 1;
+        throw e;
       }
       log.warn(`privileged helper unavailable (${msg}); commands that need it are disabled`);
+      return undefined;
+    })
+    : Promise.resolve(undefined);
+  let helper: H | undefined;
+  if (channelNeedsHelper(options)) {
+    try {
+      helper = await starting;
+    } catch {
+      return 1;
     }
   }
 
@@ -116,8 +142,6 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
       `environment variable ${name} cannot be read (no --allow-env=${name}); treated as unset`,
     );
   }
-  const disabled = sandboxDisabled(commands, options, helper !== undefined);
-  for (const [name, reason] of disabled) log.debug(`disabling command: ${name}: ${reason}`);
 
   let startedFrozen = false;
   const agent = new Agent({
@@ -127,24 +151,30 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     env: deps.environment,
     log,
     version: deps.version,
-    sandboxDisabled: disabled,
+    sandboxDisabled: sandboxDisabled(commands, options, helper !== undefined),
     onThaw: () => {
       if (startedFrozen) {
         startedFrozen = false;
         openDeferred();
       }
     },
+    ready: starting.then((h) => {
+      helper = h;
+      const disabled = sandboxDisabled(commands, options, h !== undefined);
+      for (const [name, reason] of disabled) log.debug(`disabling command: ${name}: ${reason}`);
+      agent.attach(deps.createSystem(h), disabled);
+      // A frozen guest keeps its helper: starting one needs files a freeze may hold.
+      h?.setKeepAlive?.(() => agent.frozen);
+    }, () => {}),
   });
 
-  // A frozen guest keeps its helper: starting one needs files a freeze may hold.
-  helper?.setKeepAlive?.(() => agent.frozen);
   try {
     startedFrozen = agent.start();
   } catch (e) {
     log.error((e as Error).message);
     log.error("failed to load persistent state");
     log.error("error initializing guest agent");
-    await helper?.close();
+    await starting.then((h) => h?.close(), () => {});
     return 1;
   }
   // While frozen the log file and pid file are deferred (they may live on a frozen fs).
@@ -175,7 +205,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     log.error(`error opening channel '${options.path}': ${(e as Error).message}`);
     log.error("failed to create guest agent channel");
     log.error("failed to initialize guest agent channel");
-    await helper?.close();
+    await starting.then((h) => h?.close(), () => {});
     return 1;
   }
 
@@ -184,6 +214,8 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     if (exiting) return;
     exiting = true;
     log.debug(why);
+    // A helper still starting is waited for: thawing needs it.
+    await starting.catch(() => {});
     if (agent.frozen && deps.thawAll && !keepFrozen) {
       try {
         await deps.thawAll(agent);
@@ -199,18 +231,19 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
         // Not there.
       }
     }
-    await helper?.close().catch(() => {});
+    await starting.then((h) => h?.close(), () => {}).catch(() => {});
     log.flush();
     Deno.exit(0);
   };
   // A helper that relays the channel and dies ends the agent (systemd or the operator
   // restarts it); any other helper is started again at the next request that needs one.
-  helper?.exited.then(() => {
-    if (!exiting) {
-      log.error("the privileged helper that relays the channel exited; stopping");
-      void shutdown("helper exited");
-    }
-  });
+  void starting.then((h) =>
+    h?.exited.then(() => {
+      if (!exiting) {
+        log.error("the privileged helper that relays the channel exited; stopping");
+        void shutdown("helper exited");
+      }
+    }), () => {});
   // A bug must not leave the guest frozen: an error nobody caught is logged; the
   // agent thaws and exits on one thrown synchronously, and keeps serving after a
   // rejected promise (both are reported with their stack in the log).

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../config/path.ts";
 import { QgaError } from "../protocol/errors.ts";
 import { INT64_MAX } from "../protocol/int64.ts";
 import { toSysError } from "../system/mod.ts";

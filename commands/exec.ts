@@ -30,7 +30,7 @@ import { type Child, type ChildExit, spawnChild } from "../system/process.ts";
 import { openSharedOutput, type SharedOutput, sharedOutputPath } from "../system/shared_output.ts";
 import { type Context, defineCommand } from "./types.ts";
 import { programToSpawn, SYSTEM_BIN_DIRS } from "./exec_policy.ts";
-import { dirname, resolve } from "node:path";
+import { dirname, resolve } from "../config/path.ts";
 
 /** GUEST_EXEC_MAX_OUTPUT: captured bytes per stream. */
 export const EXEC_MAX_OUTPUT = 16 * 1024 * 1024;

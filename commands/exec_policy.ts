@@ -17,7 +17,7 @@
  * @module
  */
 
-import { resolve } from "node:path";
+import { resolve } from "../config/path.ts";
 import { QgaError } from "../protocol/errors.ts";
 import { strerror } from "../system/mod.ts";
 import { realPath, statPath } from "../system/lookup.ts";

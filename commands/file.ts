@@ -24,6 +24,7 @@ import { alternate, base64Str, bool, enumType, int, str, struct } from "../proto
 import { toSysError } from "../system/mod.ts";
 import {
   type GuestFile,
+  loadGuestFileSupport,
   OPEN_MODES,
   OpenError,
   openGuestFile,
@@ -114,6 +115,7 @@ export const guestFileOpen = defineCommand({
       );
     }
     let file: GuestFile;
+    await loadGuestFileSupport();
     try {
       file = openGuestFile(resolved ?? path, om, {
         // Under the policy, truncation waits until the opened file is confirmed.

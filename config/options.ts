@@ -6,7 +6,7 @@
  * @module
  */
 
-import { fileURLToPath } from "node:url";
+import { fileURLToPath } from "./path.ts";
 
 /** How the agent talks to the host. `stdio` is our extension: the channel is an
  * inherited descriptor (systemd `StandardInput=`/`StandardOutput=` naming the port). */

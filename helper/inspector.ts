@@ -8,7 +8,20 @@
  * @module
  */
 
-import inspector from "node:inspector";
+import type NodeInspector from "node:inspector";
+
+let inspector: typeof NodeInspector | undefined;
+
+/**
+ * Loads node:inspector, which {@link closeInspectorOnSigusr1} closes the inspector with.
+ * A process that cannot hold 127.0.0.1:9229 itself awaits this at start, so the close
+ * comes on the tick after a signal. One that holds the port (the inspector then cannot
+ * bind) may leave it to the first signal: it then starts without Node compatibility
+ * (memory, start-up time).
+ */
+export async function loadInspectorGuard(): Promise<void> {
+  inspector ??= (await import("node:inspector")).default;
+}
 
 /**
  * On SIGUSR1, closes the inspector: the server is created right after the signal
@@ -20,12 +33,13 @@ export function closeInspectorOnSigusr1(): void {
   // --allow-sys= kind). close() needs no permission and is a no-op when closed.
   const close = () => {
     try {
-      inspector.close();
+      inspector?.close();
     } catch {
       // Nothing to close.
     }
   };
   Deno.addSignalListener("SIGUSR1", () => {
+    if (!inspector) loadInspectorGuard().then(close, () => {});
     for (const ms of [0, 1, 5, 20, 100, 500]) setTimeout(close, ms);
   });
 }

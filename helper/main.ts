@@ -19,7 +19,7 @@
  * @module
  */
 
-import { closeInspectorOnSigusr1 } from "./inspector.ts";
+import { closeInspectorOnSigusr1, loadInspectorGuard } from "./inspector.ts";
 import { errnoName } from "./errno.ts";
 import { mountPoints, OpError, Ops, refusal } from "./ops.ts";
 import { Channel, MAX_CHANNELS } from "./channel.ts";
@@ -283,6 +283,8 @@ function guardInspectorPort(): void {
 
 async function main(): Promise<number> {
   guardInspectorPort();
+  // The helper loads Node compatibility anyway (ops.ts): the guard is ready at once.
+  await loadInspectorGuard();
   const ops = new Ops({ allowPtyChannels: Deno.args.includes("--allow-pty-channels") });
   const session = new Session(ops);
   const decoder = new FrameDecoder(MAX_REQUEST_PAYLOAD);

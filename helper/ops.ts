@@ -23,7 +23,14 @@
 
 import { statfsSync } from "node:fs";
 import { errnoName } from "./errno.ts";
-import { MAX_FILE_SIZE, MAX_PATH, type WireDirEntry, type WireStatfs } from "./protocol.ts";
+import {
+  MAX_FILE_SIZE,
+  MAX_PATH,
+  OpError,
+  refusal,
+  type WireDirEntry,
+  type WireStatfs,
+} from "./protocol.ts";
 
 /** What a rule grants. `read` implies `list` on the same path. */
 export type Access = "read" | "list" | "write" | "channel";
@@ -128,24 +135,9 @@ export function compilePattern(pattern: string): RegExp {
   return new RegExp(`^${out}$`);
 }
 
-/** An operation failed or was refused; `code` is the errno name sent to the agent. */
-export class OpError extends Error {
-  /** errno name ("EPERM" for most refusals). */
-  readonly code: string;
-  /** True for a refusal by the helper (see {@link refusal}), sent to the agent as such. */
-  readonly refused: boolean;
-  constructor(code: string, message: string, refused = false) {
-    super(message);
-    this.name = "OpError";
-    this.code = code;
-    this.refused = refused;
-  }
-}
-
-/** The helper will not do `what`: an OpError `helper refused <what>`, marked as a refusal. */
-export function refusal(code: string, what: string): OpError {
-  return new OpError(code, `helper refused ${what}`, true);
-}
+// OpError and refusal live in protocol.ts, which the agent's code also loads (through
+// programs.ts), so that loading them does not load this file's node:fs.
+export { OpError, refusal } from "./protocol.ts";
 
 /** Options of {@link Ops}. */
 export interface OpsOptions {

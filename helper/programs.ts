@@ -26,7 +26,7 @@
  * @module
  */
 
-import { refusal } from "./ops.ts";
+import { refusal } from "./protocol.ts";
 
 /** The programs, by absolute path. */
 export const PROGRAMS = {

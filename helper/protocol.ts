@@ -312,3 +312,22 @@ export class FrameTooLarge extends Error {
     this.name = "FrameTooLarge";
   }
 }
+
+/** An operation failed or was refused; `code` is the errno name sent to the agent. */
+export class OpError extends Error {
+  /** errno name ("EPERM" for most refusals). */
+  readonly code: string;
+  /** True for a refusal by the helper (see {@link refusal}), sent to the agent as such. */
+  readonly refused: boolean;
+  constructor(code: string, message: string, refused = false) {
+    super(message);
+    this.name = "OpError";
+    this.code = code;
+    this.refused = refused;
+  }
+}
+
+/** The helper will not do `what`: an OpError `helper refused <what>`, marked as a refusal. */
+export function refusal(code: string, what: string): OpError {
+  return new OpError(code, `helper refused ${what}`, true);
+}

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../config/path.ts";
 import { authorizedKeys } from "../helper/authorized_keys.ts";
 import { type NetAddress, netSnapshot } from "../helper/net.ts";
 import {

@@ -18,17 +18,7 @@
  * @module
  */
 
-import {
-  closeSync,
-  constants as C,
-  fchmodSync,
-  fstatSync,
-  ftruncateSync,
-  openSync,
-  readSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import type * as NodeFs from "node:fs";
 import { strerror, SysError, toSysError } from "./mod.ts";
 
 /** DEFAULT_NEW_FILE_MODE. */
@@ -36,6 +26,36 @@ const NEW_FILE_MODE = 0o666;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** Linux O_ACCMODE (node:fs in Deno does not export it). */
 const O_ACCMODE = 3;
+/** Linux's open(2) flags (asm-generic values: the same on x86-64 and arm64). */
+const C = {
+  O_RDONLY: 0,
+  O_WRONLY: 1,
+  O_RDWR: 2,
+  O_CREAT: 0o100,
+  O_EXCL: 0o200,
+  O_NOCTTY: 0o400,
+  O_TRUNC: 0o1000,
+  O_APPEND: 0o2000,
+  O_NONBLOCK: 0o4000,
+} as const;
+
+/**
+ * node:fs (pread/pwrite and open flags Deno's own API lacks), loaded by
+ * {@link loadGuestFileSupport} before the first open: the agent starts without Node
+ * compatibility, which costs memory and start-up time an agent that never opens a
+ * guest file does not need to pay.
+ */
+let fs: typeof NodeFs | undefined;
+
+/** Loads what guest files need; call (and await) before {@link openGuestFile}. */
+export async function loadGuestFileSupport(): Promise<void> {
+  fs ??= await import("node:fs");
+}
+
+function nodeFs(): typeof NodeFs {
+  if (!fs) throw new Error("guest file support is not loaded (loadGuestFileSupport)");
+  return fs;
+}
 
 /** What open(2) gets for one of the fopen mode strings qemu-ga accepts (§3.4). */
 export interface OpenMode {
@@ -104,18 +124,18 @@ export interface OpenOptions {
 function openOrCreate(target: string, flags: number): { fd: number; created: boolean } {
   if (flags & C.O_CREAT) {
     try {
-      return { fd: openSync(target, flags | C.O_EXCL, 0), created: true };
+      return { fd: nodeFs().openSync(target, flags | C.O_EXCL, 0), created: true };
     } catch (e) {
       if (toSysError(e).code !== "EEXIST") throw e;
-      return { fd: openSync(target, flags & ~C.O_CREAT), created: false };
+      return { fd: nodeFs().openSync(target, flags & ~C.O_CREAT), created: false };
     }
   }
-  return { fd: openSync(target, flags), created: false };
+  return { fd: nodeFs().openSync(target, flags), created: false };
 }
 
 function closeQuietly(fd: number): void {
   try {
-    closeSync(fd);
+    nodeFs().closeSync(fd);
   } catch {
     // Nothing to report: the open already failed.
   }
@@ -138,7 +158,7 @@ export function openGuestFile(target: string, mode: OpenMode, o: OpenOptions): G
   const { fd, created } = opened;
   let st;
   try {
-    st = fstatSync(fd);
+    st = nodeFs().fstatSync(fd);
   } catch (e) {
     closeQuietly(fd);
     throw new OpenError("open", toSysError(e));
@@ -149,11 +169,11 @@ export function openGuestFile(target: string, mode: OpenMode, o: OpenOptions): G
   }
   if (created) {
     try {
-      fchmodSync(fd, NEW_FILE_MODE);
+      nodeFs().fchmodSync(fd, NEW_FILE_MODE);
     } catch (e) {
       closeQuietly(fd);
       try {
-        unlinkSync(target);
+        nodeFs().unlinkSync(target);
       } catch {
         // qemu-ga ignores the unlink result too.
       }
@@ -162,7 +182,7 @@ export function openGuestFile(target: string, mode: OpenMode, o: OpenOptions): G
   }
   if (o.deferTruncate && (mode.flags & C.O_TRUNC) !== 0 && st.isFile()) {
     try {
-      ftruncateSync(fd, 0);
+      nodeFs().ftruncateSync(fd, 0);
     } catch (e) {
       closeQuietly(fd);
       throw new OpenError("open", toSysError(e));
@@ -202,7 +222,7 @@ export class GuestFile {
 
   /** The file's size now (fstat). */
   size(): bigint {
-    return BigInt(fstatSync(this.fd).size);
+    return BigInt(nodeFs().fstatSync(this.fd).size);
   }
 
   /**
@@ -236,7 +256,13 @@ export class GuestFile {
           eof = true;
           break;
         }
-        const n = readSync(this.fd, buf, got, buf.length - got, at === null ? null : Number(at));
+        const n = nodeFs().readSync(
+          this.fd,
+          buf,
+          got,
+          buf.length - got,
+          at === null ? null : Number(at),
+        );
         if (n === 0) {
           eof = true;
           break;
@@ -261,7 +287,13 @@ export class GuestFile {
           const code = this.writable ? "EFBIG" : "EBADF";
           throw new SysError(code, strerror(code));
         }
-        done += writeSync(this.fd, data, done, data.length - done, at === null ? null : Number(at));
+        done += nodeFs().writeSync(
+          this.fd,
+          data,
+          done,
+          data.length - done,
+          at === null ? null : Number(at),
+        );
       }
     } catch (e) {
       if (this.seekable && !this.append) this.pos += BigInt(done);
@@ -275,7 +307,7 @@ export class GuestFile {
   /** close(2); a SysError when it fails (the descriptor is gone either way). */
   close(): void {
     try {
-      closeSync(this.fd);
+      nodeFs().closeSync(this.fd);
     } catch (e) {
       throw toSysError(e);
     }

@@ -7,8 +7,6 @@
  * @module
  */
 
-import { realpathSync, statSync } from "node:fs";
-import process from "node:process";
 import { toSysError } from "./mod.ts";
 
 /** What a stat of a path tells the checks. */
@@ -23,7 +21,7 @@ export interface PathInfo {
 /** realpath(3). */
 export function realPath(path: string): string {
   try {
-    return realpathSync(path);
+    return Deno.realPathSync(path);
   } catch (e) {
     throw toSysError(e);
   }
@@ -32,8 +30,8 @@ export function realPath(path: string): string {
 /** stat(2), following links. */
 export function statPath(path: string): PathInfo {
   try {
-    const st = statSync(path);
-    return { isFile: st.isFile(), mode: st.mode, dev: st.dev, ino: st.ino };
+    const st = Deno.statSync(path);
+    return { isFile: st.isFile, mode: st.mode ?? 0, dev: st.dev, ino: st.ino ?? 0 };
   } catch (e) {
     throw toSysError(e);
   }
@@ -41,5 +39,5 @@ export function statPath(path: string): PathInfo {
 
 /** The agent's working directory (relative paths resolve against it). */
 export function workingDirectory(): string {
-  return process.cwd();
+  return Deno.cwd();
 }

@@ -8,7 +8,6 @@
  * @module
  */
 
-import { constants as osConstants } from "node:os";
 import type { SharedOutput } from "./shared_output.ts";
 import { toSysError } from "./mod.ts";
 
@@ -88,10 +87,12 @@ export function spawnChild(program: string, o: SpawnOptions): Child {
   else if (o.output === "merged") out = [child.stdout, child.stderr];
   else if (wantOut) out = [child.stdout];
   const err = o.output === "stderr" || o.output === "separated" ? child.stderr : null;
-  const exit = child.status.then((s): ChildExit =>
-    s.signal !== null
-      ? { code: null, signal: (osConstants.signals as Record<string, number>)[s.signal] ?? 0 }
-      : { code: s.code, signal: null }
-  );
+  const exit = child.status.then(async (s): Promise<ChildExit> => {
+    if (s.signal === null) return { code: s.code, signal: null };
+    // The signal's number: node:os is loaded on first use (the agent starts without
+    // Node compatibility).
+    const { constants } = await import("node:os");
+    return { code: null, signal: (constants.signals as Record<string, number>)[s.signal] ?? 0 };
+  });
   return { pid: child.pid, exit, out, err };
 }

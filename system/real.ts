@@ -8,8 +8,7 @@
  * @module
  */
 
-import { posix } from "node:path";
-import { statfs as nodeStatfs } from "node:fs/promises";
+import { normalize } from "../config/path.ts";
 import type { HelperClient } from "./helper_client.ts";
 import {
   type AuthKeysReply,
@@ -26,7 +25,7 @@ import {
 
 /** True for paths Deno only opens under --allow-all (checked on the normalised path). */
 export function isSpecialPath(path: string): boolean {
-  const p = posix.normalize(path);
+  const p = normalize(path);
   return /^\/(proc|sys|dev)(\/|$)/.test(p);
 }
 
@@ -149,6 +148,8 @@ class RealSystem implements SystemAccess {
     path = tidyPath(path);
     return wrap(async () => {
       if (this.#helper) return await this.#helper.statfs(path);
+      // node:fs is loaded on first use: the agent starts without Node compatibility.
+      const { statfs: nodeStatfs } = await import("node:fs/promises");
       const s = await nodeStatfs(path) as unknown as {
         frsize?: number;
         bsize: number;

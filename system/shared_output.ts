@@ -18,7 +18,7 @@
  * @module
  */
 
-import * as net from "node:net";
+import type * as net from "node:net";
 
 /** The socket path for an agent whose state directory is `statedir`. */
 export function sharedOutputPath(statedir: string): string {
@@ -40,8 +40,10 @@ export interface SharedOutput {
   close(): void;
 }
 
-function connectNode(path: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
+async function connectNode(path: string): Promise<net.Socket> {
+  // node:net is loaded on first use: the agent starts without Node compatibility.
+  const net = await import("node:net");
+  return await new Promise((resolve, reject) => {
     const s = net.connect(path);
     s.once("connect", () => resolve(s));
     s.once("error", reject);

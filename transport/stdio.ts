@@ -17,26 +17,34 @@
  *
  * When stdin is a character device (a virtio port) the connection kind is
  * "device" (EOF: no host, back off and keep reading). A pipe, socket or file
- * is kind "socket": EOF ends the client and accept() then resolves null.
+ * is kind "socket": EOF ends the client and accept() then resolves null. The kind
+ * needs node:fs (fstat of descriptor 0; Deno's own API has none), so it is found at the
+ * first EOF, the only time the agent looks at it: an agent whose host stays connected
+ * never loads Node compatibility for it.
  *
  * @module
  */
 
-import { fstatSync } from "node:fs";
 import type { Connection, Transport } from "./connection.ts";
 
 /** The inherited descriptors as a Connection. */
 class StdioConnection implements Connection {
-  readonly kind: "socket" | "device";
+  #kind: "socket" | "device" | undefined;
   readonly #onClose: () => void;
 
-  constructor(kind: "socket" | "device", onClose: () => void) {
-    this.kind = kind;
+  constructor(onClose: () => void) {
     this.#onClose = onClose;
   }
 
-  read(p: Uint8Array): Promise<number | null> {
-    return Deno.stdin.read(p);
+  /** Known once a read has seen EOF ("device" until then: it is only looked at then). */
+  get kind(): "socket" | "device" {
+    return this.#kind ?? "device";
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    const n = await Deno.stdin.read(p);
+    if (n === null) this.#kind ??= await stdioKind();
+    return n;
   }
 
   write(p: Uint8Array): Promise<void> {
@@ -55,8 +63,9 @@ class StdioConnection implements Connection {
 }
 
 /** "device" when stdin is a character device, else "socket". */
-export function stdioKind(): "socket" | "device" {
+export async function stdioKind(): Promise<"socket" | "device"> {
   try {
+    const { fstatSync } = await import("node:fs");
     return fstatSync(0).isCharacterDevice() ? "device" : "socket";
   } catch {
     return "socket";
@@ -74,13 +83,12 @@ export function stdioKind(): "socket" | "device" {
 export function openStdioTransport(): Promise<Transport> {
   let served = false;
   let closed = false;
-  const kind = stdioKind();
   return Promise.resolve({
-    description: `stdio (${kind === "device" ? "character device" : "stream"})`,
+    description: "stdio",
     accept(): Promise<Connection | null> {
       if (closed || served) return Promise.resolve(null);
       served = true;
-      return Promise.resolve(new StdioConnection(kind, () => closed = true));
+      return Promise.resolve(new StdioConnection(() => closed = true));
     },
     close(): void {
       closed = true;

@@ -323,6 +323,16 @@ export const MUTANTS: readonly Mutant[] = [
     replace: 'for (const sig of ["SIGINT", "SIGHUP"] as const) {',
     tests: ["tests/unit/run_shutdown_test.ts"],
   },
+  // ------------------------------------------------------------------ start-up
+  {
+    name: "ready-gate-open",
+    what:
+      "requests other than guest-sync are served before the helper has started (guest-info reports the commands that need it before the outcome is known)",
+    file: "agent/agent.ts",
+    find: "        if (this.#ready && !ANSWERED_BEFORE_READY.has(executeOf(ev.value))) {",
+    replace: "        if (this.#ready && false) {",
+    tests: ["tests/unit/agent_ready_test.ts"],
+  },
   // ------------------------------------------------------------------ printed grants
   {
     name: "grants-deny-write-dropped",

@@ -498,7 +498,7 @@ Deno.stderr.writeSync(new TextEncoder().encode(conn.kind + " " + total + " " + S
         "eval",
         `import { stdioKind } from ${
           JSON.stringify(new URL("../../transport/stdio.ts", import.meta.url).href)
-        }; console.log(stdioKind());`,
+        }; console.log(await stdioKind());`,
       ],
       stdin: "null",
       stdout: "piped",

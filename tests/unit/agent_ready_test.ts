@@ -1,0 +1,111 @@
+/**
+ * The agent serves before its helper has started (agent/run.ts starts the helper in the
+ * background): until `ready` settles only guest-sync and guest-sync-delimited are
+ * answered; every other request waits, in order, and guest-info then reports what the
+ * helper's start decided (Agent.attach).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { Agent } from "../../agent/agent.ts";
+import { AgentLog } from "../../agent/log.ts";
+import { COMMANDS } from "../../commands/mod.ts";
+import { defaultOptions } from "../../config/options.ts";
+import { createSystemAccess } from "../../system/real.ts";
+import type { Connection } from "../../transport/connection.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A connection that records the replies written to it. */
+function recorder(): Connection & { replies: string[] } {
+  const replies: string[] = [];
+  return {
+    kind: "socket",
+    replies,
+    read: () => Promise.resolve(null),
+    write(p: Uint8Array) {
+      replies.push(dec.decode(p));
+      return Promise.resolve();
+    },
+    close() {},
+  };
+}
+
+function agentWaitingFor(ready: Promise<void>, statedir: string): Agent {
+  return new Agent({
+    options: defaultOptions({ method: "unix-listen", path: `${statedir}/sock`, statedir }),
+    commands: COMMANDS,
+    sys: createSystemAccess(undefined),
+    log: new AgentLog({ verbose: false, json: false, sink: { writeSync: (p) => p.length } }),
+    version: "test",
+    sandboxDisabled: new Map(),
+    ready,
+  });
+}
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("guest-sync is answered while the helper starts; guest-info waits and sees the outcome", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    let open!: () => void;
+    const ready = new Promise<void>((r) => (open = r));
+    const agent = agentWaitingFor(ready, dir);
+    const conn = recorder();
+    await agent.feed(enc.encode('{"execute":"guest-sync","arguments":{"id":7}}'), conn);
+    assert.deepEqual(conn.replies, ['{"return": 7}\n']);
+
+    const info = agent.feed(enc.encode('{"execute":"guest-info"}'), conn);
+    await tick(100);
+    assert.equal(conn.replies.length, 1, "guest-info was answered before the helper started");
+    agent.attach(
+      createSystemAccess(undefined),
+      new Map([["guest-get-fsinfo", "the privileged helper is not available"]]),
+    );
+    open();
+    await info;
+    assert.equal(conn.replies.length, 2);
+    const cmds = JSON.parse(conn.replies[1]!).return.supported_commands as {
+      name: string;
+      enabled: boolean;
+    }[];
+    assert.equal(cmds.find((c) => c.name === "guest-get-fsinfo")?.enabled, false);
+    assert.equal(cmds.find((c) => c.name === "guest-ping")?.enabled, true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a guest-sync queued behind a waiting request keeps its place", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    let open!: () => void;
+    const agent = agentWaitingFor(new Promise<void>((r) => (open = r)), dir);
+    const conn = recorder();
+    const fed = agent.feed(
+      enc.encode('{"execute":"guest-ping"}{"execute":"guest-sync","arguments":{"id":3}}'),
+      conn,
+    );
+    await tick(100);
+    assert.deepEqual(conn.replies, [], "answered out of order or before ready");
+    open();
+    await fed;
+    assert.deepEqual(conn.replies, ['{"return": {}}\n', '{"return": 3}\n']);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an agent without a pending start answers everything at once", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const agent = agentWaitingFor(Promise.resolve(), dir);
+    const conn = recorder();
+    await agent.feed(enc.encode('{"execute":"guest-ping"}'), conn);
+    assert.deepEqual(conn.replies, ['{"return": {}}\n']);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
