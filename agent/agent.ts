@@ -41,11 +41,13 @@ export interface AgentInit {
   /** Called after the agent leaves the frozen state (deferred log and pid file). */
   onThaw?: () => void;
   /**
-   * Settles when the agent's system access is complete (the privileged helper started in
-   * the background, see {@link Agent.attach}). Until then only guest-sync and
-   * guest-sync-delimited are answered; every other request waits for it, in order.
+   * Completes the agent's system access (starts the privileged helper, then
+   * {@link Agent.attach}); called once the first reply is written, or by the first request
+   * that needs it, and may be called again (it does the work once). Until it settles only
+   * guest-sync and guest-sync-delimited are answered; every other request waits for it,
+   * in order.
    */
-  ready?: Promise<void>;
+  ready?: () => Promise<void>;
 }
 
 /** Requests answered before {@link AgentInit.ready} settles: they touch nothing. */
@@ -86,7 +88,7 @@ export class Agent {
   #transport: Transport | undefined;
   #conn: Connection | undefined;
   readonly #onThaw: (() => void) | undefined;
-  #ready: Promise<void> | undefined;
+  #ready: (() => Promise<void>) | undefined;
   #sys: SystemAccess;
 
   constructor(init: AgentInit) {
@@ -252,7 +254,9 @@ export class Agent {
     await this.processQueued(conn);
   }
 
-  #gcTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the last request was served (performance.now()). */
+  #lastActivity = 0;
+  #gcArmed = false;
 
   /**
    * After a burst, V8 keeps the heap it grew to. When no request has come for
@@ -260,18 +264,26 @@ export class Agent {
    * `--v8-flags=--expose-gc`, as the least-privilege line does) hands the garbage's
    * pages back, so an idle agent returns to its idle size. (What the C library keeps of
    * freed buffers is the unit's GLIBC_TUNABLES' job: packaging/deno-qga.service.in.)
+   * One timer at a time, which looks at the last request when it fires. Not setTimeout:
+   * Deno's loads Node's timers (memory, and time the first reply would wait for);
+   * AbortSignal.timeout does not keep the process alive, as an unref'd timer.
    */
   #armIdleGc(): void {
     const gc = (globalThis as { gc?: (o?: unknown) => void }).gc;
     if (typeof gc !== "function") return;
-    clearTimeout(this.#gcTimer);
-    // "last-resort": V8's full collection that also compacts and gives free pages back
-    // (a plain gc() leaves the heap at its grown size).
-    this.#gcTimer = setTimeout(
-      () => gc({ type: "major", execution: "sync", flavor: "last-resort" }),
-      IDLE_GC_MS,
-    );
-    Deno.unrefTimer(this.#gcTimer);
+    this.#lastActivity = performance.now();
+    if (this.#gcArmed) return;
+    this.#gcArmed = true;
+    const wait = (ms: number) =>
+      AbortSignal.timeout(ms).addEventListener("abort", () => {
+        const quiet = performance.now() - this.#lastActivity;
+        if (quiet < IDLE_GC_MS) return wait(Math.ceil(IDLE_GC_MS - quiet));
+        this.#gcArmed = false;
+        // "last-resort": V8's full collection that also compacts and gives free pages
+        // back (a plain gc() leaves the heap at its grown size).
+        gc({ type: "major", execution: "sync", flavor: "last-resort" });
+      }, { once: true });
+    wait(IDLE_GC_MS);
   }
 
   /** Dispatches every queued message in order, writing each reply before the next. */
@@ -284,7 +296,7 @@ export class Agent {
         this.log.audit("request", { error: "GenericError", desc: ev.error });
       } else {
         if (this.#ready && !ANSWERED_BEFORE_READY.has(executeOf(ev.value))) {
-          await this.#ready;
+          await this.#ready();
           this.#ready = undefined;
         }
         const started = performance.now();
@@ -310,6 +322,8 @@ export class Agent {
       }
       if (text === undefined) continue;
       await this.#send(conn, text);
+      // The host has its first reply: the helper may start now.
+      if (this.#ready) void this.#ready();
     }
     this.#armIdleGc();
   }

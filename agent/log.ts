@@ -62,7 +62,9 @@ export class AgentLog implements Logger {
   #dropped = 0;
   /** Audit lines not yet written (batched: one write per AUDIT_FLUSH_MS or 64 KiB). */
   #pending = "";
-  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Counts flushes: a flush timer armed before the last flush does nothing. */
+  #flushes = 0;
+  #flushArmed = false;
 
   constructor(o: AgentLogOptions) {
     this.#verbose = o.verbose;
@@ -97,10 +99,8 @@ export class AgentLog implements Logger {
 
   /** Writes batched audit lines now (before exit, before any other line, and before a hold). */
   flush(): void {
-    if (this.#flushTimer !== undefined) {
-      clearTimeout(this.#flushTimer);
-      this.#flushTimer = undefined;
-    }
+    this.#flushes++;
+    this.#flushArmed = false;
     if (this.#pending === "") return;
     const text = this.#pending;
     this.#pending = "";
@@ -110,7 +110,16 @@ export class AgentLog implements Logger {
   #queueAudit(line: string): void {
     this.#pending += line;
     if (this.#pending.length >= 65536) this.flush();
-    else this.#flushTimer ??= setTimeout(() => this.flush(), AUDIT_FLUSH_MS);
+    else if (!this.#flushArmed) {
+      // Not setTimeout: Deno's returns Node's Timeout and loads Node's timers on first
+      // use, which the agent's first reply would wait for (docs/performance.md).
+      // AbortSignal.timeout does not keep the process alive; exit paths flush.
+      this.#flushArmed = true;
+      const armedAt = this.#flushes;
+      AbortSignal.timeout(AUDIT_FLUSH_MS).addEventListener("abort", () => {
+        if (this.#flushes === armedAt) this.flush();
+      }, { once: true });
+    }
   }
 
   #write(line: string): void {

@@ -112,30 +112,55 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
   await guardInspector();
   const wantsHelper = channelNeedsHelper(options) ||
     commands.some((c) => (needsOf(c, options).helper?.length ?? 0) > 0);
-  // The helper starts now. Only a channel relayed by the helper waits for it; otherwise
-  // the agent serves at once and answers guest-sync while the helper starts, and every
-  // other request waits until it has (Agent's `ready`), so guest-info and the commands
-  // that need the helper see the outcome.
-  const starting: Promise<H | undefined> = wantsHelper
-    ? deps.startHelper(options.helper, helperInit(options)).catch((e) => {
-      const msg = (e as Error).message;
-      if (channelNeedsHelper(options)) {
-        log.error(`cannot start the privileged helper ${options.helper}: ${msg}`);
-        log.error("failed to initialize guest agent channel");
-        throw e;
-      }
-      log.warn(`privileged helper unavailable (${msg}); commands that need it are disabled`);
-      return undefined;
-    })
-    : Promise.resolve(undefined);
+  // Only a channel relayed by the helper waits for the helper. Otherwise the agent serves
+  // at once and answers guest-sync before the helper has started: the helper starts after
+  // the first reply, or at the first request, whichever comes first, and every request but
+  // guest-sync waits for the outcome (Agent's `ready`, so guest-info and the commands that
+  // need the helper see it). Started at once, a second deno process would compete with the
+  // agent's own start-up for the CPU and delay the first reply (docs/performance.md); an
+  // agent nobody talks to has no helper, as one idle for HELPER_IDLE_MS.
+  let starting: Promise<H | undefined> | undefined;
+  const startHelperOnce = (): Promise<H | undefined> =>
+    starting ??= wantsHelper
+      ? deps.startHelper(options.helper, helperInit(options)).catch((e) => {
+        const msg = (e as Error).message;
+        if (channelNeedsHelper(options)) {
+          log.error(`cannot start the privileged helper ${options.helper}: ${msg}`);
+          log.error("failed to initialize guest agent channel");
+          throw e;
+        }
+        log.warn(`privileged helper unavailable (${msg}); commands that need it are disabled`);
+        return undefined;
+      })
+      : Promise.resolve(undefined);
   let helper: H | undefined;
   if (channelNeedsHelper(options)) {
     try {
-      helper = await starting;
+      helper = await startHelperOnce();
     } catch {
       return 1;
     }
   }
+  /** The helper's start and what follows from it, once. */
+  let readying: Promise<void> | undefined;
+  const ready = (): Promise<void> =>
+    readying ??= startHelperOnce().then((h) => {
+      helper = h;
+      const disabled = sandboxDisabled(commands, options, h !== undefined);
+      for (const [name, reason] of disabled) log.debug(`disabling command: ${name}: ${reason}`);
+      agent.attach(deps.createSystem(h), disabled);
+      // A frozen guest keeps its helper: starting one needs files a freeze may hold.
+      h?.setKeepAlive?.(() => agent.frozen);
+      // A helper that relays the channel and dies ends the agent (systemd or the operator
+      // restarts it); any other helper is started again at the next request that needs one.
+      h?.exited.then(() => {
+        if (!exiting) {
+          log.error("the privileged helper that relays the channel exited; stopping");
+          void shutdown("helper exited");
+        }
+      });
+    }, () => {});
+  let exiting = false;
 
   for (const name of deps.environment.unreadable) {
     log.warn(
@@ -158,14 +183,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
         openDeferred();
       }
     },
-    ready: starting.then((h) => {
-      helper = h;
-      const disabled = sandboxDisabled(commands, options, h !== undefined);
-      for (const [name, reason] of disabled) log.debug(`disabling command: ${name}: ${reason}`);
-      agent.attach(deps.createSystem(h), disabled);
-      // A frozen guest keeps its helper: starting one needs files a freeze may hold.
-      h?.setKeepAlive?.(() => agent.frozen);
-    }, () => {}),
+    ready,
   });
 
   try {
@@ -174,7 +192,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     log.error((e as Error).message);
     log.error("failed to load persistent state");
     log.error("error initializing guest agent");
-    await starting.then((h) => h?.close(), () => {});
+    await starting?.then((h) => h?.close(), () => {});
     return 1;
   }
   // While frozen the log file and pid file are deferred (they may live on a frozen fs).
@@ -205,18 +223,17 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     log.error(`error opening channel '${options.path}': ${(e as Error).message}`);
     log.error("failed to create guest agent channel");
     log.error("failed to initialize guest agent channel");
-    await starting.then((h) => h?.close(), () => {});
+    await starting?.then((h) => h?.close(), () => {});
     return 1;
   }
 
-  let exiting = false;
   const shutdown = async (why: string, keepFrozen = false) => {
     if (exiting) return;
     exiting = true;
     log.debug(why);
-    // A helper still starting is waited for: thawing needs it.
-    await starting.catch(() => {});
     if (agent.frozen && deps.thawAll && !keepFrozen) {
+      // Thawing needs the helper: started now if it was not yet.
+      await ready();
       try {
         await deps.thawAll(agent);
       } catch (e) {
@@ -231,19 +248,10 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
         // Not there.
       }
     }
-    await starting.then((h) => h?.close(), () => {}).catch(() => {});
+    await starting?.then((h) => h?.close(), () => {}).catch(() => {});
     log.flush();
     Deno.exit(0);
   };
-  // A helper that relays the channel and dies ends the agent (systemd or the operator
-  // restarts it); any other helper is started again at the next request that needs one.
-  void starting.then((h) =>
-    h?.exited.then(() => {
-      if (!exiting) {
-        log.error("the privileged helper that relays the channel exited; stopping");
-        void shutdown("helper exited");
-      }
-    }), () => {});
   // A bug must not leave the guest frozen: an error nobody caught is logged; the
   // agent thaws and exits on one thrown synchronously, and keeps serving after a
   // rejected promise (both are reported with their stack in the log).

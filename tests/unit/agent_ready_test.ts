@@ -33,7 +33,7 @@ function recorder(): Connection & { replies: string[] } {
   };
 }
 
-function agentWaitingFor(ready: Promise<void>, statedir: string): Agent {
+function agentWaitingFor(ready: () => Promise<void>, statedir: string): Agent {
   return new Agent({
     options: defaultOptions({ method: "unix-listen", path: `${statedir}/sock`, statedir }),
     commands: COMMANDS,
@@ -52,10 +52,15 @@ Deno.test("guest-sync is answered while the helper starts; guest-info waits and 
   try {
     let open!: () => void;
     const ready = new Promise<void>((r) => (open = r));
-    const agent = agentWaitingFor(ready, dir);
+    let calls = 0;
+    const agent = agentWaitingFor(() => {
+      calls++;
+      return ready;
+    }, dir);
     const conn = recorder();
     await agent.feed(enc.encode('{"execute":"guest-sync","arguments":{"id":7}}'), conn);
     assert.deepEqual(conn.replies, ['{"return": 7}\n']);
+    assert.equal(calls, 1, "the first reply did not start the helper");
 
     const info = agent.feed(enc.encode('{"execute":"guest-info"}'), conn);
     await tick(100);
@@ -82,7 +87,8 @@ Deno.test("a guest-sync queued behind a waiting request keeps its place", async 
   const dir = await Deno.makeTempDir();
   try {
     let open!: () => void;
-    const agent = agentWaitingFor(new Promise<void>((r) => (open = r)), dir);
+    const ready = new Promise<void>((r) => (open = r));
+    const agent = agentWaitingFor(() => ready, dir);
     const conn = recorder();
     const fed = agent.feed(
       enc.encode('{"execute":"guest-ping"}{"execute":"guest-sync","arguments":{"id":3}}'),
@@ -101,7 +107,7 @@ Deno.test("a guest-sync queued behind a waiting request keeps its place", async 
 Deno.test("an agent without a pending start answers everything at once", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const agent = agentWaitingFor(Promise.resolve(), dir);
+    const agent = agentWaitingFor(() => Promise.resolve(), dir);
     const conn = recorder();
     await agent.feed(enc.encode('{"execute":"guest-ping"}'), conn);
     assert.deepEqual(conn.replies, ['{"return": {}}\n']);
