@@ -24,6 +24,7 @@ import {
 } from "../protocol/types.ts";
 import type { SysDirEntry, SystemAccess } from "../system/mod.ts";
 import { SandboxRefusal, toSysError } from "../system/mod.ts";
+import { withFsSnapshot } from "../system/snapshot.ts";
 import { buildMountList } from "./mount_list.ts";
 import { defineCommand } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";
@@ -53,8 +54,15 @@ export const GuestFilesystemInfo = struct("GuestFilesystemInfo", {
 
 type FilesystemInfo = Returned<typeof GuestFilesystemInfo>;
 
-/** Builds guest-get-fsinfo's list: one entry per mount, in reverse mount order. */
-export async function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
+/**
+ * Builds guest-get-fsinfo's list: one entry per mount, in reverse mount order. Served
+ * from one filesystem snapshot (system/snapshot.ts): one helper round trip per call.
+ */
+export function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
+  return withFsSnapshot(sys, fsinfoOf);
+}
+
+async function fsinfoOf(sys: SystemAccess): Promise<FilesystemInfo[]> {
   const mounts = await buildMountList(sys);
   const out: FilesystemInfo[] = [];
   for (const mount of mounts) {
@@ -91,7 +99,10 @@ export const guestGetFsinfo = defineCommand({
   doc: "Lists the mounted filesystems with their sizes and the disks under them",
   differences:
     "Reports total-bytes-privileged (9.1) like qemu-ga 10.2; 7.2 lacks it. The disk serial is " +
-    "udev's ID_SERIAL from /run/udev/data, as libudev reads it.",
+    "udev's ID_SERIAL from /run/udev/data, as libudev reads it. One request to the privileged " +
+    "helper per call returns mountinfo, statvfs and the sysfs reads the previous call made; the " +
+    "helper reuses its answers to those sysfs reads for up to 10 s while mountinfo is unchanged, " +
+    "so a disk's address or a device's slaves changed without a mount change may show for 10 s.",
   returns: array(GuestFilesystemInfo),
   needs: { helper: ["read"], read: ["/run/udev/data"] },
   handler: (_args, ctx) => getFsinfo(ctx.sys),

@@ -5,7 +5,7 @@
  * agent goes away (stdin EOF). The operations live in their own files, each
  * readable on its own: helper/ops.ts (the /proc, /sys and /dev allowlist),
  * helper/programs.ts (the programs it runs), helper/authorized_keys.ts,
- * helper/net.ts and helper/channel.ts with helper/channel_worker.ts (the relay).
+ * helper/net.ts, helper/fs_snapshot.ts and helper/channel.ts with helper/channel_worker.ts (the relay).
  *
  * The first request must be Init: it fixes the fsfreeze hook and the one channel
  * device for the helper's life. The agent sends it to its first helper before it reads
@@ -25,7 +25,8 @@ import { mountPoints, OpError, Ops, refusal } from "./ops.ts";
 import { Channel, MAX_CHANNELS } from "./channel.ts";
 import { checkHookPath, invocation, run } from "./programs.ts";
 import { authorizedKeys } from "./authorized_keys.ts";
-import { LIVE, netSnapshot } from "./net.ts";
+import { type LinkCache, LIVE, netSnapshot } from "./net.ts";
+import { FsSnapshotter } from "./fs_snapshot.ts";
 import { identityOf, recordDir, settleInit } from "./init_record.ts";
 import {
   type ChannelOpenRequest,
@@ -51,6 +52,8 @@ import type { WorkerReply } from "./channel_worker.ts";
 /** The helper's session with the agent. */
 class Session {
   readonly #ops: Ops;
+  readonly #fs: FsSnapshotter;
+  readonly #links: LinkCache = new Map();
   readonly #channels = new Map<number, Channel>();
   #nextChannel = 1;
   /** Requests seen so far (Init must be the first). */
@@ -60,6 +63,7 @@ class Session {
 
   constructor(ops: Ops) {
     this.#ops = ops;
+    this.#fs = new FsSnapshotter(ops);
   }
 
   /** Writes one whole frame to stdout (synchronously, so frames never interleave). */
@@ -164,7 +168,13 @@ class Session {
             jsonPayload(authorizedKeys(parseJsonPayload(f.payload), { passwd: "/etc/passwd" })),
           );
         case Op.NetSnapshot:
-          return this.send(Reply.Json, f.id, jsonPayload(await netSnapshot(LIVE)));
+          return this.send(Reply.Json, f.id, jsonPayload(await netSnapshot(LIVE, this.#links)));
+        case Op.FsSnapshot:
+          return this.send(
+            Reply.Json,
+            f.id,
+            jsonPayload(await this.#fs.take(parseJsonPayload(f.payload))),
+          );
         case Op.ReadFile:
           return this.send(Reply.Data, f.id, await ops.readFile(textPayload(f.payload)));
         case Op.ReadDir:

@@ -183,7 +183,8 @@ export function checkShape(op: string, path: unknown): string {
   return path;
 }
 
-function errorOf(e: unknown, op: string, path: string): OpError {
+/** Any error of `op` on `path` as an OpError (its errno name and Deno's message). */
+export function errorOf(e: unknown, op: string, path: string): OpError {
   if (e instanceof OpError) return e;
   const err = e as { message?: string };
   const code = errnoName(e);
@@ -383,18 +384,7 @@ export class Ops {
     if (!mountPoints(mountinfo).has(path)) {
       throw refusal("EPERM", `statfs of ${JSON.stringify(path)}: not a mount point`);
     }
-    try {
-      const s = statfsSync(path) as unknown as {
-        frsize?: number;
-        bsize: number;
-        blocks: number;
-        bfree: number;
-        bavail: number;
-      };
-      return { frsize: s.frsize ?? s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail };
-    } catch (e) {
-      throw errorOf(e, "statfs", path);
-    }
+    return statvfs(path);
   }
 
   /** Writes one of the allowed values to an allowlisted sysfs file. */
@@ -465,4 +455,20 @@ export function mountPoints(mountinfo: string): Set<string> {
     );
   }
   return out;
+}
+
+/** statvfs(3) of `path`, which the caller has checked is a current mount point. */
+export function statvfs(path: string): WireStatfs {
+  try {
+    const s = statfsSync(path) as unknown as {
+      frsize?: number;
+      bsize: number;
+      blocks: number;
+      bfree: number;
+      bavail: number;
+    };
+    return { frsize: s.frsize ?? s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail };
+  } catch (e) {
+    throw errorOf(e, "statfs", path);
+  }
 }

@@ -33,6 +33,7 @@
  * | Run            | Json ProgramRequest (helper/programs.ts)     | Json: {@link RunReply}  |
  * | AuthorizedKeys | Json AuthKeysRequest (helper/authorized_keys.ts) | Json: AuthKeysReply |
  * | NetSnapshot    | (empty)                                      | Json: NetSnapshot (helper/net.ts) |
+ * | FsSnapshot     | Json FsSnapshotRequest (helper/fs_snapshot.ts) | Json: FsSnapshot      |
  *
  * Any request may instead get an Error reply: Json {@link WireError}.
  * Channel bytes travel raw in Data and ChannelWrite payloads (no base64).
@@ -57,6 +58,7 @@ export const Op = {
   Run: 13,
   AuthorizedKeys: 14,
   NetSnapshot: 15,
+  FsSnapshot: 16,
 } as const;
 
 /** A request type. */
