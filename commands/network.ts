@@ -166,19 +166,26 @@ export interface InterfaceAddress {
   netmask: string;
 }
 
+type InterfaceStat = Returned<typeof GuestNetworkInterfaceStat>;
+
 /**
  * The eight counters qemu-ga takes from a /proc/net/dev line: the line whose
  * text before the first `:` (after leading blanks) is exactly `name`, with all
  * sixteen numbers present. Null when there is none.
  */
-export function netDevStats(
-  text: string,
-  name: string,
-): Returned<typeof GuestNetworkInterfaceStat> | null {
+export function netDevStats(text: string, name: string): InterfaceStat | null {
+  return netDevTable(text).get(name) ?? null;
+}
+
+/** {@link netDevStats} for every name at once: the first complete line of each name. */
+export function netDevTable(text: string): Map<string, InterfaceStat> {
+  const out = new Map<string, InterfaceStat>();
   for (const raw of text.split("\n")) {
     const line = raw.replace(/^\s+/, "");
     const colon = line.indexOf(":");
-    if (colon < 0 || line.slice(0, colon) !== name) continue;
+    if (colon < 0) continue;
+    const name = line.slice(0, colon);
+    if (out.has(name)) continue;
     const nums = line.slice(colon + 1).trim().split(/\s+/);
     const v: bigint[] = [];
     for (const t of nums.slice(0, 16)) {
@@ -188,7 +195,7 @@ export function netDevStats(
     }
     if (v.length !== 16) continue;
     const at = (i: number) => intResult(v[i]!);
-    return {
+    out.set(name, {
       "rx-bytes": at(0),
       "rx-packets": at(1),
       "rx-errs": at(2),
@@ -197,15 +204,15 @@ export function netDevStats(
       "tx-packets": at(9),
       "tx-errs": at(10),
       "tx-dropped": at(11),
-    };
+    });
   }
-  return null;
+  return out;
 }
 
 /** SIOCGIFHWADDR's answer from sysfs: the first six bytes of `address`, zero-padded. */
-function hardwareAddress(snap: NetSnapshot, name: string): string | undefined {
+function hardwareAddress(macs: Map<string, string | null>, name: string): string | undefined {
   const base = name.split(":")[0]!;
-  const text = snap.links?.find((l) => l.name === base)?.address;
+  const text = macs.get(base);
   if (text === null || text === undefined) return undefined;
   const bytes = text === "" ? [] : text.split(":").map((h) => parseInt(h, 16) & 0xff);
   const six = Array.from({ length: 6 }, (_, i) => bytes[i] ?? 0);
@@ -228,11 +235,14 @@ export function getInterfaces(snap: NetSnapshot): NetworkInterface[] {
   const addrs: readonly InterfaceAddress[] = snap.addresses;
   const names = links(snap);
   for (const a of addrs) if (!names.includes(a.name)) names.push(a.name);
-  const netDev = snap.netDev;
+  const stats = snap.netDev === null ? null : netDevTable(snap.netDev);
+  // The first link of each name, as a search of the list finds it.
+  const macs = new Map<string, string | null>();
+  for (const l of snap.links ?? []) if (!macs.has(l.name)) macs.set(l.name, l.address);
   const out: NetworkInterface[] = [];
   for (const name of names) {
     const info: NetworkInterface = { name };
-    const hw = hardwareAddress(snap, name);
+    const hw = hardwareAddress(macs, name);
     if (hw !== undefined) info["hardware-address"] = hw;
     const ips: IpAddress[] = [];
     for (const a of addrs) {
@@ -249,8 +259,8 @@ export function getInterfaces(snap: NetSnapshot): NetworkInterface[] {
     }
     if (ips.length > 0) {
       info["ip-addresses"] = ips;
-      const stats = netDev === null ? null : netDevStats(netDev, name);
-      if (stats) info.statistics = stats;
+      const st = stats?.get(name);
+      if (st) info.statistics = st;
     }
     out.push(info);
   }
@@ -264,7 +274,9 @@ export const guestNetworkGetInterfaces = defineCommand({
   doc: "Lists the network interfaces with their MAC and IP addresses and counters",
   differences:
     "Built from /sys/class/net and Deno.networkInterfaces() (both in the privileged helper) " +
-    "instead of getifaddrs(3); the MAC address is read from sysfs instead of SIOCGIFHWADDR.",
+    "instead of getifaddrs(3); the MAC address is read from sysfs instead of SIOCGIFHWADDR. One " +
+    "request to the helper per call; it reuses a link's ifindex and MAC address for up to 10 s, " +
+    "so a MAC address changed within the last 10 s may show its previous value.",
   returns: array(GuestNetworkInterface),
   needs: { helper: ["net"] },
   handler: async (_args, ctx) => getInterfaces(await ctx.sys.netSnapshot()),

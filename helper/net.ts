@@ -4,7 +4,8 @@
  * text, the addresses getifaddrs(3) reports (Deno.networkInterfaces(), which
  * needs --allow-sys in the agent and nothing here), and /proc/net/dev. The agent
  * orders and formats them (commands/network.ts). Reads only, no input but the
- * request itself.
+ * request itself. The helper reuses a link's ifindex and MAC text for up to
+ * {@link LINK_TTL_MS}.
  *
  * @module
  */
@@ -46,8 +47,22 @@ export interface NetSource {
   addresses(): NetAddress[];
 }
 
-/** Takes a snapshot from `source`. */
-export async function netSnapshot(source: NetSource): Promise<NetSnapshot> {
+/** How long a link's ifindex and MAC address text are reused by {@link netSnapshot}. */
+export const LINK_TTL_MS = 10_000;
+
+/** Links read earlier, by name, with the time they were read (Date.now()). */
+export type LinkCache = Map<string, { link: NetLink; at: number }>;
+
+/**
+ * Takes a snapshot from `source`. With `cache`, a link listed again within
+ * {@link LINK_TTL_MS} of its last reading is not read again (the list of links, the
+ * addresses and the counters are read every time); the cache keeps only the links listed.
+ */
+export async function netSnapshot(
+  source: NetSource,
+  cache?: LinkCache,
+  now = Date.now(),
+): Promise<NetSnapshot> {
   const addresses = source.addresses();
   let names: string[] | null = null;
   let linksError: string | undefined;
@@ -59,7 +74,15 @@ export async function netSnapshot(source: NetSource): Promise<NetSnapshot> {
   let links: NetLink[] | null = null;
   if (names) {
     links = [];
+    const earlier = new Map(cache);
+    cache?.clear();
     for (const name of names) {
+      const known = earlier.get(name);
+      if (known && now >= known.at && now - known.at <= LINK_TTL_MS) {
+        links.push(known.link);
+        cache?.set(name, known);
+        continue;
+      }
       const read = async (attr: string) => {
         try {
           return (await source.readText(`/sys/class/net/${name}/${attr}`)).trim();
@@ -68,11 +91,13 @@ export async function netSnapshot(source: NetSource): Promise<NetSnapshot> {
         }
       };
       const index = await read("ifindex");
-      links.push({
+      const link = {
         name,
         ifindex: index !== null && /^\d+$/.test(index) ? Number(index) : null,
         address: await read("address"),
-      });
+      };
+      links.push(link);
+      cache?.set(name, { link, at: now });
     }
   }
   let netDev: string | null = null;
@@ -84,14 +109,19 @@ export async function netSnapshot(source: NetSource): Promise<NetSnapshot> {
   return { links, ...(linksError ? { linksError } : {}), addresses, netDev };
 }
 
-/** The live system, as the helper (--allow-all) sees it. */
+/**
+ * The live system, as the helper (--allow-all) sees it. Reads are synchronous: sysfs and
+ * /proc files are generated in memory, and a thread hop per file cost more than the read.
+ */
 export const LIVE: NetSource = {
+  // deno-lint-ignore require-await
   async readDir(path) {
-    const out: string[] = [];
-    for await (const e of Deno.readDir(path)) out.push(e.name);
-    return out;
+    return Array.from(Deno.readDirSync(path), (e) => e.name);
   },
-  readText: (path) => Deno.readTextFile(path),
+  // deno-lint-ignore require-await
+  async readText(path) {
+    return Deno.readTextFileSync(path);
+  },
   addresses: () =>
     Deno.networkInterfaces().map((i) => ({
       family: i.family,
