@@ -13,7 +13,7 @@
  * @module
  */
 
-import { errorOf, OpError, type Ops, refusal, statvfs } from "./ops.ts";
+import { errorOf, OpError, type Ops, readTextSync, refusal, statvfs } from "./ops.ts";
 import type { WireDirEntry, WireError, WireStatfs } from "./protocol.ts";
 
 /** One read: readFile, readDir, readLink or realPath of a path. */
@@ -121,7 +121,7 @@ export class FsSnapshotter {
     let mountinfo: string;
     try {
       // Synchronous: a /proc file is generated in memory, and this avoids a thread hop.
-      mountinfo = Deno.readTextFileSync("/proc/self/mountinfo");
+      mountinfo = readTextSync("/proc/self/mountinfo");
     } catch (e) {
       this.#cache = undefined;
       return {

@@ -11,6 +11,7 @@
  */
 
 import { errnoName } from "./errno.ts";
+import { readTextSync } from "./ops.ts";
 
 /** One link of /sys/class/net. */
 export interface NetLink {
@@ -120,7 +121,7 @@ export const LIVE: NetSource = {
   },
   // deno-lint-ignore require-await
   async readText(path) {
-    return Deno.readTextFileSync(path);
+    return readTextSync(path);
   },
   addresses: () =>
     Deno.networkInterfaces().map((i) => ({

@@ -472,3 +472,28 @@ export function statvfs(path: string): WireStatfs {
     throw errorOf(e, "statfs", path);
   }
 }
+
+let scratch = new Uint8Array(64 * 1024);
+
+/**
+ * Reads a small generated file (/proc, sysfs) as text, synchronously, into a reused
+ * buffer: cheaper than Deno.readTextFileSync for files whose size stat reports as 0 or
+ * 4096. No allowlist check: for the fixed paths of the snapshots only. At most
+ * {@link MAX_FILE_SIZE} bytes (EFBIG beyond).
+ */
+export function readTextSync(path: string): string {
+  using f = Deno.openSync(path, { read: true });
+  let n = 0;
+  for (;;) {
+    if (n === scratch.length) {
+      if (n >= MAX_FILE_SIZE) throw new OpError("EFBIG", `read ${JSON.stringify(path)}: too large`);
+      const bigger = new Uint8Array(n * 2);
+      bigger.set(scratch);
+      scratch = bigger;
+    }
+    const r = f.readSync(scratch.subarray(n));
+    if (r === null || r === 0) break;
+    n += r;
+  }
+  return new TextDecoder().decode(scratch.subarray(0, n));
+}
