@@ -47,6 +47,12 @@ export interface FsSnapshot {
 /** Most reads one request may name. */
 export const MAX_SNAPSHOT_READS = 1024;
 
+/**
+ * Most JSON text the answers to the reads may take; the reply (with mountinfo, which the
+ * ReadFile operation caps at MAX_FILE_SIZE too) must stay under MAX_REPLY_PAYLOAD.
+ */
+export const MAX_SNAPSHOT_BYTES = 1024 * 1024;
+
 /** How long the answers to the reads are reused (while mountinfo and the list are unchanged). */
 export const READS_TTL_MS = 10_000;
 
@@ -115,6 +121,27 @@ export class FsSnapshotter {
     this.#ops = ops;
   }
 
+  /**
+   * The answers, one read at a time; once they hold {@link MAX_SNAPSHOT_BYTES}, the
+   * remaining reads are answered with E2BIG (the reply must fit in one frame).
+   */
+  async #answers(reads: SnapshotRead[]): Promise<SnapshotResult[]> {
+    const out: SnapshotResult[] = [];
+    let size = 0;
+    for (const [kind, path] of reads) {
+      if (size > MAX_SNAPSHOT_BYTES) {
+        out.push({
+          error: { code: "E2BIG", message: `${kind} ${JSON.stringify(path)}: snapshot full` },
+        });
+        continue;
+      }
+      const a = await answer(this.#ops, [kind, path]);
+      size += JSON.stringify(a).length;
+      out.push(a);
+    }
+    return out;
+  }
+
   /** One snapshot for the request payload (already parsed from JSON). */
   async take(req: unknown, now = Date.now()): Promise<FsSnapshot> {
     const reads = checkReads(req);
@@ -127,7 +154,7 @@ export class FsSnapshotter {
       return {
         mountinfo: { error: wire(e, "read", "/proc/self/mountinfo") },
         statfs: [],
-        reads: await Promise.all(reads.map((r) => answer(this.#ops, r))),
+        reads: await this.#answers(reads),
         generation: crypto.randomUUID(),
       };
     }
@@ -144,7 +171,7 @@ export class FsSnapshotter {
       this.#cache = {
         key,
         at: now,
-        reads: await Promise.all(reads.map((r) => answer(this.#ops, r))),
+        reads: await this.#answers(reads),
         generation: crypto.randomUUID(),
       };
     }

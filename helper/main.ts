@@ -37,6 +37,7 @@ import {
   type InitRequest,
   jsonPayload,
   MAX_CHANNEL_READ,
+  MAX_REPLY_PAYLOAD,
   MAX_REQUEST_PAYLOAD,
   Op,
   parseJsonPayload,
@@ -169,12 +170,13 @@ class Session {
           );
         case Op.NetSnapshot:
           return this.send(Reply.Json, f.id, jsonPayload(await netSnapshot(LIVE, this.#links)));
-        case Op.FsSnapshot:
-          return this.send(
-            Reply.Json,
-            f.id,
-            jsonPayload(await this.#fs.take(parseJsonPayload(f.payload))),
-          );
+        case Op.FsSnapshot: {
+          const reply = jsonPayload(await this.#fs.take(parseJsonPayload(f.payload)));
+          if (reply.length > MAX_REPLY_PAYLOAD) {
+            throw new OpError("E2BIG", `fs snapshot: reply of ${reply.length} bytes`);
+          }
+          return this.send(Reply.Json, f.id, reply);
+        }
         case Op.ReadFile:
           return this.send(Reply.Data, f.id, await ops.readFile(textPayload(f.payload)));
         case Op.ReadDir:

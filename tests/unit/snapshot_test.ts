@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import {
   FsSnapshotter,
+  MAX_SNAPSHOT_BYTES,
   MAX_SNAPSHOT_READS,
   READS_TTL_MS,
   type SnapshotRead,
@@ -139,6 +140,26 @@ Deno.test("the helper refuses a malformed or oversized list of reads", async () 
     ]
   ) {
     await assert.rejects(snapper.take(req), { code: "EINVAL", refused: true });
+  }
+});
+
+Deno.test("the helper's answers stop at the snapshot budget, the rest answered E2BIG", async () => {
+  const reads = Array.from(
+    { length: MAX_SNAPSHOT_READS },
+    (): SnapshotRead => ["read", "/proc/self/mountinfo"],
+  );
+  const snap = await new FsSnapshotter(new Ops()).take({ reads });
+  const sizes = snap.reads.map((a) => JSON.stringify(a).length);
+  const full = snap.reads.findIndex((a) => "error" in a);
+  const one = sizes[0]!;
+  assert.ok("ok" in snap.reads[0]!);
+  if (one * MAX_SNAPSHOT_READS > MAX_SNAPSHOT_BYTES + one) {
+    assert.ok(full > 0, "no read was cut off");
+  }
+  if (full > 0) {
+    assert.ok(snap.reads.slice(full).every((a) => "error" in a && a.error.code === "E2BIG"));
+    const kept = sizes.slice(0, full).reduce((n, x) => n + x, 0);
+    assert.ok(kept - sizes[full - 1]! <= MAX_SNAPSHOT_BYTES, `${kept} bytes kept`);
   }
 });
 
