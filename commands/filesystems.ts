@@ -24,7 +24,7 @@ import {
 } from "../protocol/types.ts";
 import type { SysDirEntry, SystemAccess } from "../system/mod.ts";
 import { SandboxRefusal, toSysError } from "../system/mod.ts";
-import { withFsSnapshot } from "../system/snapshot.ts";
+import { type Memo, withFsSnapshot } from "../system/snapshot.ts";
 import { buildMountList } from "./mount_list.ts";
 import { defineCommand } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";
@@ -62,22 +62,45 @@ export function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
   return withFsSnapshot(sys, fsinfoOf);
 }
 
-async function fsinfoOf(sys: SystemAccess): Promise<FilesystemInfo[]> {
-  const mounts = await buildMountList(sys);
-  const out: FilesystemInfo[] = [];
-  for (const mount of mounts) {
+/** What guest-get-fsinfo reports of a mount besides its sizes. */
+interface FsTopology {
+  name: string;
+  mountpoint: string;
+  type: string;
+  disk: FilesystemInfo["disk"];
+}
+
+/** The mount list and the disks under each mount, in mount order. */
+async function topology(sys: SystemAccess): Promise<FsTopology[]> {
+  const out: FsTopology[] = [];
+  for (const mount of await buildMountList(sys)) {
     const walk: DeviceWalk = { disk: [] };
     const devpath = `/sys/dev/block/${mount.major}:${mount.minor}`;
     await walkDevice(sys, devpath, walk);
     if (walk.error) throw walk.error;
-    const fs: FilesystemInfo = {
+    out.push({
       name: walk.name ?? devpath.slice(devpath.lastIndexOf("/") + 1),
       mountpoint: mount.dir,
       type: mount.type,
       disk: walk.disk,
+    });
+  }
+  return out;
+}
+
+async function fsinfoOf(sys: SystemAccess, memo: Memo): Promise<FilesystemInfo[]> {
+  // Derived from mountinfo and sysfs only: reused while the snapshot's answers are.
+  const mounts = await memo("fsinfo topology", () => topology(sys));
+  const out: FilesystemInfo[] = [];
+  for (const mount of mounts) {
+    const fs: FilesystemInfo = {
+      name: mount.name,
+      mountpoint: mount.mountpoint,
+      type: mount.type,
+      disk: structuredClone(mount.disk),
     };
     try {
-      const st = await sys.statfs(mount.dir);
+      const st = await sys.statfs(mount.mountpoint);
       const frsize = BigInt(st.frsize);
       const used = BigInt.asUintN(64, BigInt(st.blocks) - BigInt(st.bfree));
       const nonrootTotal = BigInt.asUintN(64, used + BigInt(st.bavail));

@@ -7,8 +7,10 @@
  * system as before and is named in the next call's snapshot. Other paths (the udev
  * database) are read directly, and read again whenever the helper took its answers
  * afresh (it reuses them for up to 10 s while mountinfo and the list are unchanged), so
- * they are as fresh as the sysfs answers. The reply is the one the command would have
- * built from single reads of the same files.
+ * they are as fresh as the sysfs answers. What a command derives from these reads alone
+ * (guest-get-fsinfo's mount list and disks) it may keep while the answers are the same
+ * ({@link Memo}). The reply is the one the command would have built from single reads of
+ * the same files.
  *
  * @module
  */
@@ -116,6 +118,14 @@ class SnapshotView implements SystemAccess {
     return [...this.#used.values()].slice(0, MAX_READS);
   }
 
+  /** Counts as made: the reads of a computation whose result is reused (see {@link Memo}). */
+  markUsed(reads: SnapshotRead[]): void {
+    for (const [kind, path] of reads) {
+      const key = `${kind}\0${path}`;
+      if (!this.#used.has(key)) this.#used.set(key, [kind, path]);
+    }
+  }
+
   /** The snapshot's answer for a special path (recorded), or undefined to ask `live`. */
   #answer<T>(kind: SnapshotRead[0], path: string): { ok: T } | undefined {
     const p = tidyPath(path);
@@ -218,11 +228,34 @@ class SnapshotView implements SystemAccess {
 /** A direct read's bytes or the error it threw. */
 type Answer<T> = { ok: T } | { thrown: unknown };
 
-/** What each SystemAccess's last snapshot-served call read. */
-const last = new WeakMap<
-  SystemAccess,
-  { reads: SnapshotRead[]; generation: string; files: Map<string, Answer<Uint8Array>> }
->();
+/**
+ * Computes a value from the snapshot, or hands back the one computed by the previous call
+ * when that call was served from the same answers (the helper's generation) and read
+ * nothing outside them, so the computation would read exactly the same bytes again.
+ * Only what is derived from the snapshot's reads and mountinfo may be memoised (not
+ * statvfs, which every snapshot takes afresh); the value is shared, never to be mutated.
+ */
+export type Memo = <V>(key: string, compute: () => Promise<V>) => Promise<V>;
+
+interface Memoised {
+  value: unknown;
+  /** The reads the computation made (counted as made again when the value is reused). */
+  reads: SnapshotRead[];
+}
+
+/** What each SystemAccess's last snapshot-served call read and computed. */
+const last = new WeakMap<SystemAccess, {
+  reads: SnapshotRead[];
+  generation: string;
+  files: Map<string, Answer<Uint8Array>>;
+  /** True when the call read nothing but the snapshot's answers (its list was complete). */
+  clean: boolean;
+  memos: Map<string, Memoised>;
+}>();
+
+function sameReads(a: SnapshotRead[], b: SnapshotRead[]): boolean {
+  return a.length === b.length && a.every(([k, p], i) => k === b[i]![0] && p === b[i]![1]);
+}
 
 /**
  * Runs `f` against a snapshot of `sys` naming the reads the previous call made, and
@@ -232,7 +265,7 @@ const last = new WeakMap<
  */
 export async function withFsSnapshot<T>(
   sys: SystemAccess,
-  f: (view: SystemAccess) => Promise<T>,
+  f: (view: SystemAccess, memo: Memo) => Promise<T>,
 ): Promise<T> {
   const before = last.get(sys);
   const reads = before?.reads ?? [];
@@ -244,9 +277,32 @@ export async function withFsSnapshot<T>(
   }
   const same = before !== undefined && before.generation === snap.generation;
   const view = new SnapshotView(sys, snap, reads, same ? before.files : new Map());
+  const earlier = same && before.clean ? before.memos : undefined;
+  const memos = new Map<string, Memoised>();
+  const memo: Memo = async <V>(key: string, compute: () => Promise<V>): Promise<V> => {
+    const had = earlier?.get(key);
+    if (had) {
+      view.markUsed(had.reads);
+      memos.set(key, had);
+      return had.value as V;
+    }
+    const from = view.used.length;
+    const value = await compute();
+    memos.set(key, { value, reads: view.used.slice(from) });
+    return value;
+  };
   try {
-    return await f(view);
+    return await f(view, memo);
   } finally {
-    last.set(sys, { reads: view.used, generation: snap.generation, files: view.files });
+    const used = view.used;
+    const files = view.files;
+    if (same) { for (const [k, v] of before.files) if (!files.has(k)) files.set(k, v); }
+    last.set(sys, {
+      reads: used,
+      generation: snap.generation,
+      files,
+      clean: sameReads(used, reads),
+      memos,
+    });
   }
 }

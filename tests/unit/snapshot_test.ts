@@ -177,6 +177,50 @@ Deno.test("guest-get-fsinfo from snapshots equals the single-call reply, and the
   assert.match(calls[0]!, /^fsSnapshot [1-9]/);
 });
 
+Deno.test("the fsinfo topology is reused only while the snapshot's answers are, and only after a complete list", async () => {
+  const base = captured();
+  let walks = 0;
+  let generation = "g1";
+  const sys = new Proxy(base, {
+    get(target, prop: keyof SystemAccess) {
+      if (prop === "fsSnapshot") {
+        return async (reads: SnapshotRead[]) => {
+          const snap = await snapshotVia(target, reads);
+          // An answer the walk takes counts as walking.
+          const counted = snap.reads.map((a) =>
+            "ok" in a
+              ? {
+                get ok() {
+                  walks++;
+                  return a.ok;
+                },
+              }
+              : a
+          );
+          return { ...snap, reads: counted, generation };
+        };
+      }
+      const f = (target[prop] as (...a: unknown[]) => unknown).bind(target);
+      if (prop !== "realPath") return f;
+      return (p: string) => {
+        if (p.startsWith("/sys/dev/block/")) walks++;
+        return f(p);
+      };
+    },
+  });
+  const plain = await getFsinfo(captured());
+  for (const expect of [1, 1, 0, 0]) {
+    walks = 0;
+    assert.deepEqual(await getFsinfo(sys), plain);
+    // 1st: a walk of its own; 2nd: the list was incomplete before; then reused.
+    assert.equal(walks > 0 ? 1 : 0, expect);
+  }
+  generation = "g2";
+  walks = 0;
+  assert.deepEqual(await getFsinfo(sys), plain);
+  assert.ok(walks > 0, "new answers, a new walk");
+});
+
 Deno.test("the network snapshot reuses a link's ifindex and MAC for at most 10 s, and forgets gone links", async () => {
   let reads = 0;
   let names = ["lo", "eth0"];
