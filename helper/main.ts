@@ -293,7 +293,8 @@ class Session {
  * opening, here and in the agent: closeInspectorOnSigusr1 (helper/inspector.ts) makes
  * SIGUSR1 harmless to this process, and holding the port makes the inspector fail to
  * bind in every deno process on the guest while the helper runs. Connections to the
- * port are closed at once, so nobody can speak the inspector protocol. If another
+ * port are never answered: closed at once, or, while the helper waits idle in its blocking
+ * read (main), at its next request. If another
  * program already holds the port, the inspector cannot bind either. Costs: port 9229 is
  * busy.
  */
