@@ -177,36 +177,47 @@ export function netDevStats(text: string, name: string): InterfaceStat | null {
   return netDevTable(text).get(name) ?? null;
 }
 
-/** {@link netDevStats} for every name at once: the first complete line of each name. */
-export function netDevTable(text: string): Map<string, InterfaceStat> {
-  const out = new Map<string, InterfaceStat>();
+const DIGITS = /^\d+$/;
+
+/**
+ * {@link netDevStats} for every name at once: the first complete line of each name, its
+ * counters converted when asked for.
+ */
+export function netDevTable(text: string): { get(name: string): InterfaceStat | undefined } {
+  const lines = new Map<string, string[]>();
   for (const raw of text.split("\n")) {
     const line = raw.replace(/^\s+/, "");
     const colon = line.indexOf(":");
     if (colon < 0) continue;
     const name = line.slice(0, colon);
-    if (out.has(name)) continue;
-    const nums = line.slice(colon + 1).trim().split(/\s+/);
-    const v: bigint[] = [];
-    for (const t of nums.slice(0, 16)) {
-      const m = /^[+-]?\d+/.exec(t);
-      if (!m) break;
-      v.push(BigInt.asUintN(64, BigInt(m[0])));
+    if (lines.has(name)) continue;
+    const nums = line.slice(colon + 1).trim().split(/\s+/, 16);
+    const v: string[] = [];
+    for (const t of nums) {
+      // strtoull's prefix: the usual all-digit token as is, else its leading number.
+      const m = DIGITS.test(t) ? t : /^[+-]?\d+/.exec(t)?.[0];
+      if (m === undefined) break;
+      v.push(m);
     }
-    if (v.length !== 16) continue;
-    const at = (i: number) => intResult(v[i]!);
-    out.set(name, {
-      "rx-bytes": at(0),
-      "rx-packets": at(1),
-      "rx-errs": at(2),
-      "rx-dropped": at(3),
-      "tx-bytes": at(8),
-      "tx-packets": at(9),
-      "tx-errs": at(10),
-      "tx-dropped": at(11),
-    });
+    if (v.length === 16) lines.set(name, v);
   }
-  return out;
+  return {
+    get(name) {
+      const v = lines.get(name);
+      if (v === undefined) return undefined;
+      const at = (i: number) => intResult(BigInt.asUintN(64, BigInt(v[i]!)));
+      return {
+        "rx-bytes": at(0),
+        "rx-packets": at(1),
+        "rx-errs": at(2),
+        "rx-dropped": at(3),
+        "tx-bytes": at(8),
+        "tx-packets": at(9),
+        "tx-errs": at(10),
+        "tx-dropped": at(11),
+      };
+    },
+  };
 }
 
 /** SIOCGIFHWADDR's answer from sysfs: the first six bytes of `address`, zero-padded. */
@@ -214,10 +225,19 @@ function hardwareAddress(macs: Map<string, string | null>, name: string): string
   const base = name.split(":")[0]!;
   const text = macs.get(base);
   if (text === null || text === undefined) return undefined;
-  const bytes = text === "" ? [] : text.split(":").map((h) => parseInt(h, 16) & 0xff);
-  const six = Array.from({ length: 6 }, (_, i) => bytes[i] ?? 0);
-  return six.map((b) => b.toString(16).padStart(2, "0")).join(":");
+  let mac = formattedMacs.get(text);
+  if (mac === undefined) {
+    const bytes = text === "" ? [] : text.split(":").map((h) => parseInt(h, 16) & 0xff);
+    const six = Array.from({ length: 6 }, (_, i) => bytes[i] ?? 0);
+    mac = six.map((b) => b.toString(16).padStart(2, "0")).join(":");
+    if (formattedMacs.size >= 256) formattedMacs.clear();
+    formattedMacs.set(text, mac);
+  }
+  return mac;
 }
+
+/** MAC address texts already formatted (the same few at every call), at most 256 kept. */
+const formattedMacs = new Map<string, string>();
 
 /** The links in getifaddrs' order (ifindex; an unreadable index sorts last). */
 function links(snap: NetSnapshot): string[] {
@@ -228,6 +248,28 @@ function links(snap: NetSnapshot): string[] {
     .map((l) => ({ name: l.name, index: l.ifindex ?? Number.MAX_SAFE_INTEGER }))
     .sort((a, b) => a.index - b.index)
     .map((l) => l.name);
+}
+
+/** Addresses already converted (the same few at every call), at most 256 kept. */
+const converted = new Map<string, IpAddress>();
+
+/** One GuestIpAddress: the address re-printed as inet_ntop does, the netmask's length. */
+function ipAddress(a: InterfaceAddress): IpAddress {
+  const key = `${a.family} ${a.address} ${a.netmask}`;
+  const known = converted.get(key);
+  if (known) return { ...known };
+  const v4 = a.family === "IPv4";
+  const bytes = v4 ? parseIPv4(a.address) : parseIPv6(a.address);
+  if (!bytes) throw new QgaError(`inet_ntop failed: unexpected address "${a.address}"`);
+  const mask = v4 ? parseIPv4(a.netmask) : parseIPv6(a.netmask);
+  const ip: IpAddress = {
+    "ip-address": v4 ? [...bytes].join(".") : formatIPv6(bytes),
+    "ip-address-type": v4 ? "ipv4" : "ipv6",
+    prefix: mask ? popcount(mask) : 0,
+  };
+  if (converted.size >= 256) converted.clear();
+  converted.set(key, ip);
+  return { ...ip };
 }
 
 /** Builds guest-network-get-interfaces' list from a snapshot (helper/net.ts). */
@@ -246,16 +288,7 @@ export function getInterfaces(snap: NetSnapshot): NetworkInterface[] {
     if (hw !== undefined) info["hardware-address"] = hw;
     const ips: IpAddress[] = [];
     for (const a of addrs) {
-      if (a.name !== name) continue;
-      const v4 = a.family === "IPv4";
-      const bytes = v4 ? parseIPv4(a.address) : parseIPv6(a.address);
-      if (!bytes) throw new QgaError(`inet_ntop failed: unexpected address "${a.address}"`);
-      const mask = v4 ? parseIPv4(a.netmask) : parseIPv6(a.netmask);
-      ips.push({
-        "ip-address": v4 ? [...bytes].join(".") : formatIPv6(bytes),
-        "ip-address-type": v4 ? "ipv4" : "ipv6",
-        prefix: mask ? popcount(mask) : 0,
-      });
+      if (a.name === name) ips.push(ipAddress(a));
     }
     if (ips.length > 0) {
       info["ip-addresses"] = ips;
