@@ -25,7 +25,7 @@ import { mountPoints, OpError, Ops, refusal } from "./ops.ts";
 import { Channel, MAX_CHANNELS } from "./channel.ts";
 import { checkHookPath, invocation, run } from "./programs.ts";
 import { authorizedKeys } from "./authorized_keys.ts";
-import { type LinkCache, LIVE, netSnapshot } from "./net.ts";
+import { LinkCache, LIVE, netSnapshot } from "./net.ts";
 import { FsSnapshotter } from "./fs_snapshot.ts";
 import { identityOf, recordDir, settleInit } from "./init_record.ts";
 import {
@@ -54,7 +54,7 @@ import type { WorkerReply } from "./channel_worker.ts";
 class Session {
   readonly #ops: Ops;
   readonly #fs: FsSnapshotter;
-  readonly #links: LinkCache = new Map();
+  readonly #links = new LinkCache();
   readonly #channels = new Map<number, Channel>();
   #nextChannel = 1;
   /** Requests being handled. */

@@ -51,13 +51,33 @@ export interface NetSource {
 /** How long a link's ifindex and MAC address text are reused by {@link netSnapshot}. */
 export const LINK_TTL_MS = 10_000;
 
-/** Links read earlier, by name, with the time they were read (Date.now()). */
-export type LinkCache = Map<string, { link: NetLink; at: number }>;
+/** What {@link netSnapshot} keeps between snapshots. */
+export class LinkCache {
+  /** Links read earlier, by name, with the time they were read (Date.now()). */
+  readonly links = new Map<string, { link: NetLink; at: number }>();
+  /**
+   * The last listing of /sys/class/net, kept only when it held exactly the names of
+   * /proc/net/dev (sorted, one per line: `devNames`).
+   */
+  listing: { names: string[]; devNames: string } | undefined;
+}
+
+/** The interface names of a /proc/net/dev text, sorted, one per line. */
+function devNamesOf(netDev: string): string {
+  const out: string[] = [];
+  for (const line of netDev.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon > 0) out.push(line.slice(0, colon).trim());
+  }
+  return out.sort().join("\n");
+}
 
 /**
  * Takes a snapshot from `source`. With `cache`, a link listed again within
- * {@link LINK_TTL_MS} of its last reading is not read again (the list of links, the
- * addresses and the counters are read every time); the cache keeps only the links listed.
+ * {@link LINK_TTL_MS} of its last reading is not read again, and /sys/class/net is not
+ * listed again while /proc/net/dev names the same interfaces as when it last held exactly
+ * that listing's names (the addresses and the counters are read every time); the cache
+ * keeps only the links listed.
  */
 export async function netSnapshot(
   source: NetSource,
@@ -65,23 +85,38 @@ export async function netSnapshot(
   now = Date.now(),
 ): Promise<NetSnapshot> {
   const addresses = source.addresses();
+  let netDev: string | null = null;
+  try {
+    netDev = await source.readText("/proc/net/dev");
+  } catch {
+    netDev = null;
+  }
+  const devNames = netDev === null ? null : devNamesOf(netDev);
   let names: string[] | null = null;
   let linksError: string | undefined;
-  try {
-    names = await source.readDir("/sys/class/net");
-  } catch (e) {
-    linksError = errnoName(e);
+  if (cache?.listing && devNames !== null && cache.listing.devNames === devNames) {
+    names = cache.listing.names;
+  } else {
+    if (cache) cache.listing = undefined;
+    try {
+      names = await source.readDir("/sys/class/net");
+      if (cache && devNames !== null && [...names].sort().join("\n") === devNames) {
+        cache.listing = { names, devNames };
+      }
+    } catch (e) {
+      linksError = errnoName(e);
+    }
   }
   let links: NetLink[] | null = null;
   if (names) {
     links = [];
-    const earlier = new Map(cache);
-    cache?.clear();
+    const earlier = new Map(cache?.links);
+    cache?.links.clear();
     for (const name of names) {
       const known = earlier.get(name);
       if (known && now >= known.at && now - known.at <= LINK_TTL_MS) {
         links.push(known.link);
-        cache?.set(name, known);
+        cache?.links.set(name, known);
         continue;
       }
       const read = async (attr: string) => {
@@ -98,14 +133,8 @@ export async function netSnapshot(
         address: await read("address"),
       };
       links.push(link);
-      cache?.set(name, { link, at: now });
+      cache?.links.set(name, { link, at: now });
     }
-  }
-  let netDev: string | null = null;
-  try {
-    netDev = await source.readText("/proc/net/dev");
-  } catch {
-    netDev = null;
   }
   return { links, ...(linksError ? { linksError } : {}), addresses, netDev };
 }

@@ -19,7 +19,7 @@ import {
   type SnapshotRead,
   statfsPoints,
 } from "../../helper/fs_snapshot.ts";
-import { LINK_TTL_MS, type LinkCache, netSnapshot, type NetSource } from "../../helper/net.ts";
+import { LINK_TTL_MS, LinkCache, netSnapshot, type NetSource } from "../../helper/net.ts";
 import { Ops } from "../../helper/ops.ts";
 import { FixtureSystem } from "../../system/fixture.ts";
 import { type SysDirEntry, type SystemAccess } from "../../system/mod.ts";
@@ -233,7 +233,7 @@ Deno.test("the network snapshot reuses a link's ifindex and MAC for at most 10 s
     },
     addresses: () => [],
   };
-  const cache: LinkCache = new Map();
+  const cache = new LinkCache();
   const t0 = 5_000_000;
   const first = await netSnapshot(source, cache, t0);
   assert.equal(reads, 5);
@@ -245,7 +245,41 @@ Deno.test("the network snapshot reuses a link's ifindex and MAC for at most 10 s
   assert.equal(reads, 5);
   names = ["eth0"];
   await netSnapshot(source, cache, t0 + LINK_TTL_MS + 2);
-  assert.deepEqual([...cache.keys()], ["eth0"]);
+  assert.deepEqual([...cache.links.keys()], ["eth0"]);
+});
+
+Deno.test("the network snapshot lists /sys/class/net again only when /proc/net/dev names other interfaces", async () => {
+  let listings = 0;
+  let sysNames = ["lo", "eth0"];
+  let devNames = ["lo", "eth0"];
+  const source: NetSource = {
+    readDir: () => {
+      listings++;
+      return Promise.resolve(sysNames);
+    },
+    readText: (path) =>
+      Promise.resolve(
+        path === "/proc/net/dev"
+          ? "Inter-|   Receive\n face |bytes\n" + devNames.map((n) => `  ${n}: 1 2\n`).join("")
+          : "1\n",
+      ),
+    addresses: () => [],
+  };
+  const cache = new LinkCache();
+  const names = async () => (await netSnapshot(source, cache, 1)).links?.map((l) => l.name);
+  assert.deepEqual(await names(), ["lo", "eth0"]);
+  assert.deepEqual(await names(), ["lo", "eth0"]);
+  assert.equal(listings, 1);
+  sysNames = devNames = ["lo", "eth0", "eth1"];
+  assert.deepEqual(await names(), ["lo", "eth0", "eth1"]);
+  assert.equal(listings, 2);
+  // Another namespace's sysfs: the lists differ, so it is listed at every snapshot.
+  sysNames = ["lo", "veth9"];
+  assert.deepEqual(await names(), ["lo", "eth0", "eth1"], "the kept listing is still valid");
+  cache.listing = undefined;
+  assert.deepEqual(await names(), ["lo", "veth9"]);
+  assert.deepEqual(await names(), ["lo", "veth9"]);
+  assert.equal(listings, 4);
 });
 
 Deno.test("through the real helper, guest-get-fsinfo from one snapshot equals the single-call reply", async () => {
