@@ -24,6 +24,7 @@ import {
 } from "../protocol/types.ts";
 import type { SysDirEntry, SystemAccess } from "../system/mod.ts";
 import { SandboxRefusal, toSysError } from "../system/mod.ts";
+import { type Memo, withFsSnapshot } from "../system/snapshot.ts";
 import { buildMountList } from "./mount_list.ts";
 import { defineCommand } from "./types.ts";
 import { PROGRAMS } from "../helper/programs.ts";
@@ -53,23 +54,53 @@ export const GuestFilesystemInfo = struct("GuestFilesystemInfo", {
 
 type FilesystemInfo = Returned<typeof GuestFilesystemInfo>;
 
-/** Builds guest-get-fsinfo's list: one entry per mount, in reverse mount order. */
-export async function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
-  const mounts = await buildMountList(sys);
-  const out: FilesystemInfo[] = [];
-  for (const mount of mounts) {
+/**
+ * Builds guest-get-fsinfo's list: one entry per mount, in reverse mount order. Served
+ * from one filesystem snapshot (system/snapshot.ts): one helper round trip per call.
+ */
+export function getFsinfo(sys: SystemAccess): Promise<FilesystemInfo[]> {
+  return withFsSnapshot(sys, fsinfoOf);
+}
+
+/** What guest-get-fsinfo reports of a mount besides its sizes. */
+interface FsTopology {
+  name: string;
+  mountpoint: string;
+  type: string;
+  disk: FilesystemInfo["disk"];
+}
+
+/** The mount list and the disks under each mount, in mount order. */
+async function topology(sys: SystemAccess): Promise<FsTopology[]> {
+  const out: FsTopology[] = [];
+  for (const mount of await buildMountList(sys)) {
     const walk: DeviceWalk = { disk: [] };
     const devpath = `/sys/dev/block/${mount.major}:${mount.minor}`;
     await walkDevice(sys, devpath, walk);
     if (walk.error) throw walk.error;
-    const fs: FilesystemInfo = {
+    out.push({
       name: walk.name ?? devpath.slice(devpath.lastIndexOf("/") + 1),
       mountpoint: mount.dir,
       type: mount.type,
       disk: walk.disk,
+    });
+  }
+  return out;
+}
+
+async function fsinfoOf(sys: SystemAccess, memo: Memo): Promise<FilesystemInfo[]> {
+  // Derived from mountinfo and sysfs only: reused while the snapshot's answers are.
+  const mounts = await memo("fsinfo topology", () => topology(sys));
+  const out: FilesystemInfo[] = [];
+  for (const mount of mounts) {
+    const fs: FilesystemInfo = {
+      name: mount.name,
+      mountpoint: mount.mountpoint,
+      type: mount.type,
+      disk: structuredClone(mount.disk),
     };
     try {
-      const st = await sys.statfs(mount.dir);
+      const st = await sys.statfs(mount.mountpoint);
       const frsize = BigInt(st.frsize);
       const used = BigInt.asUintN(64, BigInt(st.blocks) - BigInt(st.bfree));
       const nonrootTotal = BigInt.asUintN(64, used + BigInt(st.bavail));
@@ -91,7 +122,10 @@ export const guestGetFsinfo = defineCommand({
   doc: "Lists the mounted filesystems with their sizes and the disks under them",
   differences:
     "Reports total-bytes-privileged (9.1) like qemu-ga 10.2; 7.2 lacks it. The disk serial is " +
-    "udev's ID_SERIAL from /run/udev/data, as libudev reads it.",
+    "udev's ID_SERIAL from /run/udev/data, as libudev reads it. One request to the privileged " +
+    "helper per call returns mountinfo, statvfs and the sysfs reads the previous call made; the " +
+    "helper reuses its answers to those sysfs reads for up to 10 s while mountinfo is unchanged, " +
+    "so a disk's address or a device's slaves changed without a mount change may show for 10 s.",
   returns: array(GuestFilesystemInfo),
   needs: { helper: ["read"], read: ["/run/udev/data"] },
   handler: (_args, ctx) => getFsinfo(ctx.sys),

@@ -166,51 +166,78 @@ export interface InterfaceAddress {
   netmask: string;
 }
 
+type InterfaceStat = Returned<typeof GuestNetworkInterfaceStat>;
+
 /**
  * The eight counters qemu-ga takes from a /proc/net/dev line: the line whose
  * text before the first `:` (after leading blanks) is exactly `name`, with all
  * sixteen numbers present. Null when there is none.
  */
-export function netDevStats(
-  text: string,
-  name: string,
-): Returned<typeof GuestNetworkInterfaceStat> | null {
+export function netDevStats(text: string, name: string): InterfaceStat | null {
+  return netDevTable(text).get(name) ?? null;
+}
+
+const DIGITS = /^\d+$/;
+
+/**
+ * {@link netDevStats} for every name at once: the first complete line of each name, its
+ * counters converted when asked for.
+ */
+export function netDevTable(text: string): { get(name: string): InterfaceStat | undefined } {
+  const lines = new Map<string, string[]>();
   for (const raw of text.split("\n")) {
     const line = raw.replace(/^\s+/, "");
     const colon = line.indexOf(":");
-    if (colon < 0 || line.slice(0, colon) !== name) continue;
-    const nums = line.slice(colon + 1).trim().split(/\s+/);
-    const v: bigint[] = [];
-    for (const t of nums.slice(0, 16)) {
-      const m = /^[+-]?\d+/.exec(t);
-      if (!m) break;
-      v.push(BigInt.asUintN(64, BigInt(m[0])));
+    if (colon < 0) continue;
+    const name = line.slice(0, colon);
+    if (lines.has(name)) continue;
+    const nums = line.slice(colon + 1).trim().split(/\s+/, 16);
+    const v: string[] = [];
+    for (const t of nums) {
+      // strtoull's prefix: the usual all-digit token as is, else its leading number.
+      const m = DIGITS.test(t) ? t : /^[+-]?\d+/.exec(t)?.[0];
+      if (m === undefined) break;
+      v.push(m);
     }
-    if (v.length !== 16) continue;
-    const at = (i: number) => intResult(v[i]!);
-    return {
-      "rx-bytes": at(0),
-      "rx-packets": at(1),
-      "rx-errs": at(2),
-      "rx-dropped": at(3),
-      "tx-bytes": at(8),
-      "tx-packets": at(9),
-      "tx-errs": at(10),
-      "tx-dropped": at(11),
-    };
+    if (v.length === 16) lines.set(name, v);
   }
-  return null;
+  return {
+    get(name) {
+      const v = lines.get(name);
+      if (v === undefined) return undefined;
+      const at = (i: number) => intResult(BigInt.asUintN(64, BigInt(v[i]!)));
+      return {
+        "rx-bytes": at(0),
+        "rx-packets": at(1),
+        "rx-errs": at(2),
+        "rx-dropped": at(3),
+        "tx-bytes": at(8),
+        "tx-packets": at(9),
+        "tx-errs": at(10),
+        "tx-dropped": at(11),
+      };
+    },
+  };
 }
 
 /** SIOCGIFHWADDR's answer from sysfs: the first six bytes of `address`, zero-padded. */
-function hardwareAddress(snap: NetSnapshot, name: string): string | undefined {
+function hardwareAddress(macs: Map<string, string | null>, name: string): string | undefined {
   const base = name.split(":")[0]!;
-  const text = snap.links?.find((l) => l.name === base)?.address;
+  const text = macs.get(base);
   if (text === null || text === undefined) return undefined;
-  const bytes = text === "" ? [] : text.split(":").map((h) => parseInt(h, 16) & 0xff);
-  const six = Array.from({ length: 6 }, (_, i) => bytes[i] ?? 0);
-  return six.map((b) => b.toString(16).padStart(2, "0")).join(":");
+  let mac = formattedMacs.get(text);
+  if (mac === undefined) {
+    const bytes = text === "" ? [] : text.split(":").map((h) => parseInt(h, 16) & 0xff);
+    const six = Array.from({ length: 6 }, (_, i) => bytes[i] ?? 0);
+    mac = six.map((b) => b.toString(16).padStart(2, "0")).join(":");
+    if (formattedMacs.size >= 256) formattedMacs.clear();
+    formattedMacs.set(text, mac);
+  }
+  return mac;
 }
+
+/** MAC address texts already formatted (the same few at every call), at most 256 kept. */
+const formattedMacs = new Map<string, string>();
 
 /** The links in getifaddrs' order (ifindex; an unreadable index sorts last). */
 function links(snap: NetSnapshot): string[] {
@@ -223,34 +250,50 @@ function links(snap: NetSnapshot): string[] {
     .map((l) => l.name);
 }
 
+/** Addresses already converted (the same few at every call), at most 256 kept. */
+const converted = new Map<string, IpAddress>();
+
+/** One GuestIpAddress: the address re-printed as inet_ntop does, the netmask's length. */
+function ipAddress(a: InterfaceAddress): IpAddress {
+  const key = `${a.family} ${a.address} ${a.netmask}`;
+  const known = converted.get(key);
+  if (known) return { ...known };
+  const v4 = a.family === "IPv4";
+  const bytes = v4 ? parseIPv4(a.address) : parseIPv6(a.address);
+  if (!bytes) throw new QgaError(`inet_ntop failed: unexpected address "${a.address}"`);
+  const mask = v4 ? parseIPv4(a.netmask) : parseIPv6(a.netmask);
+  const ip: IpAddress = {
+    "ip-address": v4 ? [...bytes].join(".") : formatIPv6(bytes),
+    "ip-address-type": v4 ? "ipv4" : "ipv6",
+    prefix: mask ? popcount(mask) : 0,
+  };
+  if (converted.size >= 256) converted.clear();
+  converted.set(key, ip);
+  return { ...ip };
+}
+
 /** Builds guest-network-get-interfaces' list from a snapshot (helper/net.ts). */
 export function getInterfaces(snap: NetSnapshot): NetworkInterface[] {
   const addrs: readonly InterfaceAddress[] = snap.addresses;
   const names = links(snap);
   for (const a of addrs) if (!names.includes(a.name)) names.push(a.name);
-  const netDev = snap.netDev;
+  const stats = snap.netDev === null ? null : netDevTable(snap.netDev);
+  // The first link of each name, as a search of the list finds it.
+  const macs = new Map<string, string | null>();
+  for (const l of snap.links ?? []) if (!macs.has(l.name)) macs.set(l.name, l.address);
   const out: NetworkInterface[] = [];
   for (const name of names) {
     const info: NetworkInterface = { name };
-    const hw = hardwareAddress(snap, name);
+    const hw = hardwareAddress(macs, name);
     if (hw !== undefined) info["hardware-address"] = hw;
     const ips: IpAddress[] = [];
     for (const a of addrs) {
-      if (a.name !== name) continue;
-      const v4 = a.family === "IPv4";
-      const bytes = v4 ? parseIPv4(a.address) : parseIPv6(a.address);
-      if (!bytes) throw new QgaError(`inet_ntop failed: unexpected address "${a.address}"`);
-      const mask = v4 ? parseIPv4(a.netmask) : parseIPv6(a.netmask);
-      ips.push({
-        "ip-address": v4 ? [...bytes].join(".") : formatIPv6(bytes),
-        "ip-address-type": v4 ? "ipv4" : "ipv6",
-        prefix: mask ? popcount(mask) : 0,
-      });
+      if (a.name === name) ips.push(ipAddress(a));
     }
     if (ips.length > 0) {
       info["ip-addresses"] = ips;
-      const stats = netDev === null ? null : netDevStats(netDev, name);
-      if (stats) info.statistics = stats;
+      const st = stats?.get(name);
+      if (st) info.statistics = st;
     }
     out.push(info);
   }
@@ -264,7 +307,9 @@ export const guestNetworkGetInterfaces = defineCommand({
   doc: "Lists the network interfaces with their MAC and IP addresses and counters",
   differences:
     "Built from /sys/class/net and Deno.networkInterfaces() (both in the privileged helper) " +
-    "instead of getifaddrs(3); the MAC address is read from sysfs instead of SIOCGIFHWADDR.",
+    "instead of getifaddrs(3); the MAC address is read from sysfs instead of SIOCGIFHWADDR. One " +
+    "request to the helper per call; it reuses a link's ifindex and MAC address for up to 10 s, " +
+    "so a MAC address changed within the last 10 s may show its previous value.",
   returns: array(GuestNetworkInterface),
   needs: { helper: ["net"] },
   handler: async (_args, ctx) => getInterfaces(await ctx.sys.netSnapshot()),

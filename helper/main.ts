@@ -5,7 +5,7 @@
  * agent goes away (stdin EOF). The operations live in their own files, each
  * readable on its own: helper/ops.ts (the /proc, /sys and /dev allowlist),
  * helper/programs.ts (the programs it runs), helper/authorized_keys.ts,
- * helper/net.ts and helper/channel.ts with helper/channel_worker.ts (the relay).
+ * helper/net.ts, helper/fs_snapshot.ts and helper/channel.ts with helper/channel_worker.ts (the relay).
  *
  * The first request must be Init: it fixes the fsfreeze hook and the one channel
  * device for the helper's life. The agent sends it to its first helper before it reads
@@ -25,7 +25,8 @@ import { mountPoints, OpError, Ops, refusal } from "./ops.ts";
 import { Channel, MAX_CHANNELS } from "./channel.ts";
 import { checkHookPath, invocation, run } from "./programs.ts";
 import { authorizedKeys } from "./authorized_keys.ts";
-import { LIVE, netSnapshot } from "./net.ts";
+import { LinkCache, LIVE, netSnapshot } from "./net.ts";
+import { FsSnapshotter } from "./fs_snapshot.ts";
 import { identityOf, recordDir, settleInit } from "./init_record.ts";
 import {
   type ChannelOpenRequest,
@@ -36,6 +37,7 @@ import {
   type InitRequest,
   jsonPayload,
   MAX_CHANNEL_READ,
+  MAX_REPLY_PAYLOAD,
   MAX_REQUEST_PAYLOAD,
   Op,
   parseJsonPayload,
@@ -51,8 +53,12 @@ import type { WorkerReply } from "./channel_worker.ts";
 /** The helper's session with the agent. */
 class Session {
   readonly #ops: Ops;
+  readonly #fs: FsSnapshotter;
+  readonly #links = new LinkCache();
   readonly #channels = new Map<number, Channel>();
   #nextChannel = 1;
+  /** Requests being handled. */
+  #inflight = 0;
   /** Requests seen so far (Init must be the first). */
   #requests = 0;
   /** What Init fixed; undefined until then. */
@@ -60,6 +66,7 @@ class Session {
 
   constructor(ops: Ops) {
     this.#ops = ops;
+    this.#fs = new FsSnapshotter(ops);
   }
 
   /** Writes one whole frame to stdout (synchronously, so frames never interleave). */
@@ -147,8 +154,22 @@ class Session {
     }
   }
 
+  /** True when no request is being handled and no channel is relayed. */
+  get quiet(): boolean {
+    return this.#inflight === 0 && this.#channels.size === 0;
+  }
+
   /** Handles one request; always sends exactly one reply. */
   async handle(f: Frame): Promise<void> {
+    this.#inflight++;
+    try {
+      await this.#handle(f);
+    } finally {
+      this.#inflight--;
+    }
+  }
+
+  async #handle(f: Frame): Promise<void> {
     const ops = this.#ops;
     const first = this.#requests++ === 0;
     try {
@@ -164,7 +185,14 @@ class Session {
             jsonPayload(authorizedKeys(parseJsonPayload(f.payload), { passwd: "/etc/passwd" })),
           );
         case Op.NetSnapshot:
-          return this.send(Reply.Json, f.id, jsonPayload(await netSnapshot(LIVE)));
+          return this.send(Reply.Json, f.id, jsonPayload(await netSnapshot(LIVE, this.#links)));
+        case Op.FsSnapshot: {
+          const reply = jsonPayload(await this.#fs.take(parseJsonPayload(f.payload)));
+          if (reply.length > MAX_REPLY_PAYLOAD) {
+            throw new OpError("E2BIG", `fs snapshot: reply of ${reply.length} bytes`);
+          }
+          return this.send(Reply.Json, f.id, reply);
+        }
         case Op.ReadFile:
           return this.send(Reply.Data, f.id, await ops.readFile(textPayload(f.payload)));
         case Op.ReadDir:
@@ -265,7 +293,8 @@ class Session {
  * opening, here and in the agent: closeInspectorOnSigusr1 (helper/inspector.ts) makes
  * SIGUSR1 harmless to this process, and holding the port makes the inspector fail to
  * bind in every deno process on the guest while the helper runs. Connections to the
- * port are closed at once, so nobody can speak the inspector protocol. If another
+ * port are never answered: closed at once, or, while the helper waits idle in its blocking
+ * read (main), at its next request. If another
  * program already holds the port, the inspector cannot bind either. Costs: port 9229 is
  * busy.
  */
@@ -290,7 +319,12 @@ async function main(): Promise<number> {
   const decoder = new FrameDecoder(MAX_REQUEST_PAYLOAD);
   const buf = new Uint8Array(MAX_REQUEST_PAYLOAD + 16);
   for (;;) {
-    const n = await Deno.stdin.read(buf);
+    // With no request in flight and no channel relayed, nothing else needs the event loop:
+    // wait in a blocking read, which costs a fraction of an asynchronous one (no hand-off
+    // to and from a thread-pool thread per request). Idle exit is unchanged: the agent
+    // closes stdin and either read returns null. SIGUSR1 meanwhile finds the inspector
+    // port held (guardInspectorPort), and its listener runs at the next request.
+    const n = session.quiet ? Deno.stdin.readSync(buf) : await Deno.stdin.read(buf);
     if (n === null) return 0; // the agent went away
     let frames: Frame[];
     try {
@@ -312,6 +346,8 @@ async function main(): Promise<number> {
       return 2;
     }
     for (const f of frames) void session.handle(f);
+    // Requests that need no asynchronous I/O (the snapshots) finish in a few microtasks.
+    for (let i = 0; i < 64 && !session.quiet; i++) await Promise.resolve();
   }
 }
 

@@ -175,7 +175,8 @@ export function checkShape(op: string, path: unknown): string {
   return path;
 }
 
-function errorOf(e: unknown, op: string, path: string): OpError {
+/** Any error of `op` on `path` as an OpError (its errno name and Deno's message). */
+export function errorOf(e: unknown, op: string, path: string): OpError {
   if (e instanceof OpError) return e;
   const err = e as { message?: string };
   const code = errnoName(e);
@@ -375,18 +376,7 @@ export class Ops {
     if (!mountPoints(mountinfo).has(path)) {
       throw refusal("EPERM", `statfs of ${JSON.stringify(path)}: not a mount point`);
     }
-    try {
-      const s = statfsSync(path) as unknown as {
-        frsize?: number;
-        bsize: number;
-        blocks: number;
-        bfree: number;
-        bavail: number;
-      };
-      return { frsize: s.frsize ?? s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail };
-    } catch (e) {
-      throw errorOf(e, "statfs", path);
-    }
+    return statvfs(path);
   }
 
   /** Writes one of the allowed values to an allowlisted sysfs file. */
@@ -457,4 +447,45 @@ export function mountPoints(mountinfo: string): Set<string> {
     );
   }
   return out;
+}
+
+/** statvfs(3) of `path`, which the caller has checked is a current mount point. */
+export function statvfs(path: string): WireStatfs {
+  try {
+    const s = statfsSync(path) as unknown as {
+      frsize?: number;
+      bsize: number;
+      blocks: number;
+      bfree: number;
+      bavail: number;
+    };
+    return { frsize: s.frsize ?? s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail };
+  } catch (e) {
+    throw errorOf(e, "statfs", path);
+  }
+}
+
+let scratch = new Uint8Array(64 * 1024);
+
+/**
+ * Reads a small generated file (/proc, sysfs) as text, synchronously, into a reused
+ * buffer: cheaper than Deno.readTextFileSync for files whose size stat reports as 0 or
+ * 4096. No allowlist check: for the fixed paths of the snapshots only. At most
+ * {@link MAX_FILE_SIZE} bytes (EFBIG beyond).
+ */
+export function readTextSync(path: string): string {
+  using f = Deno.openSync(path, { read: true });
+  let n = 0;
+  for (;;) {
+    if (n === scratch.length) {
+      if (n >= MAX_FILE_SIZE) throw new OpError("EFBIG", `read ${JSON.stringify(path)}: too large`);
+      const bigger = new Uint8Array(n * 2);
+      bigger.set(scratch);
+      scratch = bigger;
+    }
+    const r = f.readSync(scratch.subarray(n));
+    if (r === null || r === 0) break;
+    n += r;
+  }
+  return new TextDecoder().decode(scratch.subarray(0, n));
 }

@@ -33,6 +33,7 @@
  * | Run            | Json ProgramRequest (helper/programs.ts)     | Json: {@link RunReply}  |
  * | AuthorizedKeys | Json AuthKeysRequest (helper/authorized_keys.ts) | Json: AuthKeysReply |
  * | NetSnapshot    | (empty)                                      | Json: NetSnapshot (helper/net.ts) |
+ * | FsSnapshot     | Json FsSnapshotRequest (helper/fs_snapshot.ts) | Json: FsSnapshot      |
  *
  * Any request may instead get an Error reply: Json {@link WireError}.
  * Channel bytes travel raw in Data and ChannelWrite payloads (no base64).
@@ -57,6 +58,7 @@ export const Op = {
   Run: 13,
   AuthorizedKeys: 14,
   NetSnapshot: 15,
+  FsSnapshot: 16,
 } as const;
 
 /** A request type. */
@@ -198,19 +200,23 @@ export function encodeFrame(
   return out;
 }
 
+const ENCODER = new TextEncoder();
+/** Whole-payload decodes only (never `stream: true`), so one decoder serves every call. */
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 /** Encodes a value as a JSON payload. */
 export function jsonPayload(value: unknown): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(value));
+  return ENCODER.encode(JSON.stringify(value));
 }
 
 /** Decodes a JSON payload. */
 export function parseJsonPayload(payload: Uint8Array): unknown {
-  return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+  return JSON.parse(STRICT_UTF8.decode(payload));
 }
 
 /** Decodes a UTF-8 text payload (invalid UTF-8 throws TypeError). */
 export function textPayload(payload: Uint8Array): string {
-  return new TextDecoder("utf-8", { fatal: true }).decode(payload);
+  return STRICT_UTF8.decode(payload);
 }
 
 /** Payload of ChannelRead: channel number and the most bytes wanted. */

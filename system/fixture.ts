@@ -12,9 +12,12 @@ import { type NetAddress, netSnapshot } from "../helper/net.ts";
 import {
   type AuthKeysReply,
   type AuthKeysRequest,
+  type FsSnapshot,
   type NetSnapshot,
   type ProgramRequest,
   type ProgramResult,
+  SandboxRefusal,
+  type SnapshotRead,
   type SysDirEntry,
   SysError,
   type SysStatfs,
@@ -172,6 +175,17 @@ export class FixtureSystem implements SystemAccess {
         }
       },
     });
+  }
+
+  /**
+   * There is no helper to take the snapshot in one request: this refusal makes
+   * system/snapshot.ts read it with single calls of the SystemAccess it was given (which a
+   * test may have wrapped), as it does for an agent without a helper.
+   */
+  fsSnapshot(_reads: SnapshotRead[]): Promise<FsSnapshot> {
+    return Promise.reject(
+      new SandboxRefusal("EOPNOTSUPP", "fs snapshot: the fixture has no privileged helper"),
+    );
   }
 
   statfs(path: string): Promise<SysStatfs> {

@@ -21,6 +21,7 @@
 import type { ProgramRequest } from "../helper/programs.ts";
 import type { AuthKeysReply, AuthKeysRequest } from "../helper/authorized_keys.ts";
 import type { NetSnapshot } from "../helper/net.ts";
+import type { FsSnapshot, SnapshotRead } from "../helper/fs_snapshot.ts";
 import {
   type ChannelMode,
   type ChannelOpenReply,
@@ -45,7 +46,7 @@ import {
   type WireStatfs,
 } from "../helper/protocol.ts";
 import { errnoName } from "../helper/errno.ts";
-import { type ProgramResult, SandboxRefusal, strerror, SysError } from "./mod.ts";
+import { fromWireError, type ProgramResult, strerror, SysError } from "./mod.ts";
 
 /** A reply frame as the client sees it. */
 interface ReplyFrame {
@@ -191,6 +192,8 @@ export class HelperClient {
   #busy = 0;
   #channels = 0;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** performance.now() when the helper was last used (a request or a channel ended). */
+  #lastUse = 0;
   #keepAlive: () => boolean = () => false;
   #resolveExited!: () => void;
   /** Helper processes started so far (for tests and the log). */
@@ -286,24 +289,34 @@ export class HelperClient {
     return await this.#starting;
   }
 
+  /**
+   * Notes the helper's last use and makes sure a timer will look at it. The timer is armed
+   * once and re-armed for the rest of the idle time when it fires early, rather than reset at
+   * every request (a clearTimeout and setTimeout per request cost more than the request).
+   */
   #scheduleIdle(): void {
-    clearTimeout(this.#idleTimer);
-    if (!this.#recorded || this.#closed) return;
+    this.#lastUse = performance.now();
+    if (this.#idleTimer !== undefined || !this.#recorded || this.#closed) return;
+    this.#armIdle(this.#idleMs);
+  }
+
+  #armIdle(ms: number): void {
     this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
       const p = this.#proc;
-      if (!p || this.#busy > 0 || this.#channels > 0 || this.#keepAlive()) {
-        if (p && this.#keepAlive()) this.#scheduleIdle();
-        return;
-      }
+      // A request or channel in flight arms the timer again when it ends.
+      if (!p || this.#busy > 0 || this.#channels > 0 || this.#closed) return;
+      if (this.#keepAlive()) return this.#armIdle(this.#idleMs);
+      const idle = performance.now() - this.#lastUse;
+      if (idle < this.#idleMs) return this.#armIdle(this.#idleMs - idle);
       this.#proc = undefined;
       void p.close();
-    }, this.#idleMs);
+    }, ms);
     Deno.unrefTimer(this.#idleTimer);
   }
 
   async #request(op: number, payload: Uint8Array): Promise<ReplyFrame> {
     this.#busy++;
-    clearTimeout(this.#idleTimer);
     try {
       return await (await this.#live()).request(op, payload);
     } finally {
@@ -382,6 +395,13 @@ export class HelperClient {
     ) as NetSnapshot;
   }
 
+  /** The filesystem snapshot (mountinfo, statvfs, the answers to `reads`). */
+  async fsSnapshot(reads: SnapshotRead[]): Promise<FsSnapshot> {
+    return parseJsonPayload(
+      await this.#expect(Op.FsSnapshot, jsonPayload({ reads }), Reply.Json),
+    ) as FsSnapshot;
+  }
+
   /**
    * Opens the channel device named in Init (raw mode for isa-serial). The helper that
    * relays it stays for as long as the channel is open; if it exits meanwhile,
@@ -447,6 +467,7 @@ export class HelperClient {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     const p = this.#proc ?? await this.#starting?.catch(() => undefined);
     this.#proc = undefined;
     await p?.close();
@@ -464,11 +485,7 @@ function errorOf(payload: Uint8Array): SysError {
   } catch {
     // keep defaults
   }
-  const code = typeof w.code === "string" ? w.code : "EIO";
-  const message = typeof w.message === "string" ? w.message : "helper error";
-  return w.refused === true
-    ? new SandboxRefusal(code, message)
-    : new SysError(code, strerror(code), message);
+  return fromWireError(w);
 }
 
 /**

@@ -19,10 +19,19 @@
 import type { ProgramRequest } from "../helper/programs.ts";
 import type { AuthKeysReply, AuthKeysRequest } from "../helper/authorized_keys.ts";
 import type { NetSnapshot } from "../helper/net.ts";
+import type { FsSnapshot, SnapshotRead } from "../helper/fs_snapshot.ts";
+import type { WireError } from "../helper/protocol.ts";
 
 import { errnoName, knownErrno, osErrorText, strerror } from "../helper/errno.ts";
 
-export type { AuthKeysReply, AuthKeysRequest, NetSnapshot, ProgramRequest };
+export type {
+  AuthKeysReply,
+  AuthKeysRequest,
+  FsSnapshot,
+  NetSnapshot,
+  ProgramRequest,
+  SnapshotRead,
+};
 export { errnoNumber, strerror } from "../helper/errno.ts";
 
 /** How a program the helper ran ended (qemu-ga's ga_run_command, §4.6). */
@@ -79,6 +88,11 @@ export interface SystemAccess {
   authorizedKeys(req: AuthKeysRequest): Promise<AuthKeysReply>;
   /** The links, addresses and counters behind guest-network-get-interfaces (helper/net.ts). */
   netSnapshot(): Promise<NetSnapshot>;
+  /**
+   * Mountinfo, statvfs of its block-device mount points and the answers to `reads`, in one
+   * helper round trip (helper/fs_snapshot.ts); system/snapshot.ts serves a command from it.
+   */
+  fsSnapshot(reads: SnapshotRead[]): Promise<FsSnapshot>;
 }
 
 /** An operating-system error with the C library's errno name and text. */
@@ -123,4 +137,21 @@ export function toSysError(e: unknown): SysError {
   const code = errnoName(e);
   const text = knownErrno(code) ? strerror(code) : osErrorText(message) ?? message;
   return new SysError(code, text, message);
+}
+
+/** An error as the helper sends it (helper/protocol.ts WireError) back as a SysError. */
+export function fromWireError(w: Partial<WireError>): SysError {
+  const code = typeof w.code === "string" ? w.code : "EIO";
+  const message = typeof w.message === "string" ? w.message : "helper error";
+  return w.refused === true
+    ? new SandboxRefusal(code, message)
+    : new SysError(code, strerror(code), message);
+}
+
+/** A SysError (any error, through {@link toSysError}) in the helper's wire form. */
+export function toWireError(e: unknown): WireError {
+  const err = toSysError(e);
+  return err instanceof SandboxRefusal
+    ? { code: err.code, message: err.message, refused: true }
+    : { code: err.code, message: err.message };
 }

@@ -13,10 +13,12 @@ import type { HelperClient } from "./helper_client.ts";
 import {
   type AuthKeysReply,
   type AuthKeysRequest,
+  type FsSnapshot,
   type NetSnapshot,
   type ProgramRequest,
   type ProgramResult,
   SandboxRefusal,
+  type SnapshotRead,
   type SysDirEntry,
   type SysStatfs,
   type SystemAccess,
@@ -142,6 +144,10 @@ class RealSystem implements SystemAccess {
 
   netSnapshot(): Promise<NetSnapshot> {
     return wrap(() => this.#helperFor("network snapshot").netSnapshot());
+  }
+
+  fsSnapshot(reads: SnapshotRead[]): Promise<FsSnapshot> {
+    return wrap(() => this.#helperFor("fs snapshot").fsSnapshot(reads));
   }
 
   statfs(path: string): Promise<SysStatfs> {
