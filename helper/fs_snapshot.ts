@@ -14,7 +14,7 @@
  */
 
 import { errorOf, OpError, type Ops, readTextSync, refusal, statvfs } from "./ops.ts";
-import type { WireDirEntry, WireError, WireStatfs } from "./protocol.ts";
+import { statfsPoints, type WireDirEntry, type WireError, type WireStatfs } from "./protocol.ts";
 
 /** One read: readFile, readDir, readLink or realPath of a path. */
 export type SnapshotRead = ["read" | "readdir" | "readlink" | "realpath", string];
@@ -63,20 +63,9 @@ function wire(e: unknown, op: string, path: string): WireError {
     : { code: err.code, message: err.message };
 }
 
-/** The mount points of a mountinfo text that qemu-ga may statvfs (escapes decoded). */
-export function statfsPoints(mountinfo: string): string[] {
-  const out = new Set<string>();
-  for (const line of mountinfo.split("\n")) {
-    const f = line.split(" ");
-    const dash = f.indexOf("-", 5);
-    if (f.length < 5 || dash < 0) continue;
-    if (f[2]!.startsWith("0:") && f[dash + 1] !== "btrfs") continue;
-    out.add(
-      f[4]!.replace(/\\([0-3][0-7][0-7])/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))),
-    );
-  }
-  return [...out];
-}
+// statfsPoints lives in protocol.ts: the agent (system/snapshot.ts) uses it too, and
+// loading it there does not load ops.ts's node:fs into the agent.
+export { statfsPoints } from "./protocol.ts";
 
 /** Checks the request: a list of at most MAX_SNAPSHOT_READS [kind, path] pairs. */
 function checkReads(req: unknown): SnapshotRead[] {

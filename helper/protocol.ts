@@ -337,3 +337,18 @@ export class OpError extends Error {
 export function refusal(code: string, what: string): OpError {
   return new OpError(code, `helper refused ${what}`, true);
 }
+
+/** The mount points of a mountinfo text that qemu-ga may statvfs (escapes decoded). */
+export function statfsPoints(mountinfo: string): string[] {
+  const out = new Set<string>();
+  for (const line of mountinfo.split("\n")) {
+    const f = line.split(" ");
+    const dash = f.indexOf("-", 5);
+    if (f.length < 5 || dash < 0) continue;
+    if (f[2]!.startsWith("0:") && f[dash + 1] !== "btrfs") continue;
+    out.add(
+      f[4]!.replace(/\\([0-3][0-7][0-7])/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))),
+    );
+  }
+  return [...out];
+}

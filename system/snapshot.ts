@@ -15,8 +15,7 @@
  * @module
  */
 
-import { statfsPoints } from "../helper/fs_snapshot.ts";
-import type { WireError } from "../helper/protocol.ts";
+import { statfsPoints, type WireError } from "../helper/protocol.ts";
 import { isSpecialPath, tidyPath } from "./real.ts";
 import {
   type AuthKeysReply,

@@ -333,6 +333,15 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "        if (this.#ready && false) {",
     tests: ["tests/unit/agent_ready_test.ts"],
   },
+  {
+    name: "startup-loads-node",
+    what:
+      "a module the agent loads at start imports node:path again (Node compatibility at every start)",
+    file: "agent/state.ts",
+    find: 'import { join } from "../config/path.ts";',
+    replace: 'import { join } from "node:path";',
+    tests: ["tests/unit/layers_test.ts"],
+  },
   // ------------------------------------------------------------------ printed grants
   {
     name: "grants-deny-write-dropped",

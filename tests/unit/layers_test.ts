@@ -161,3 +161,40 @@ Deno.test("commands/ does no I/O of its own (Linux through system/)", () => {
   }
   assert.deepEqual(found, []);
 });
+
+Deno.test("the agent's start-up loads no node: module (they load on first use)", async () => {
+  // The modules main.ts loads before it runs: static imports that are not type-only,
+  // from main.ts down. A node: module among them would load Deno's Node compatibility
+  // at every start (memory and start-up time: docs/performance.md).
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "--no-config", join(REPO, "main.ts")],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    modules: {
+      specifier: string;
+      dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
+    }[];
+  };
+  const bySpec = new Map(info.modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const node: string[] = [];
+  const todo = [new URL(`file://${REPO}/main.ts`).href];
+  while (todo.length) {
+    const spec = todo.pop()!;
+    if (seen.has(spec)) continue;
+    seen.add(spec);
+    for (const d of bySpec.get(spec)?.dependencies ?? []) {
+      const target = d.code?.specifier;
+      if (target === undefined || d.isDynamic) continue;
+      if (target.startsWith("node:")) {
+        node.push(`${relative(REPO, new URL(spec).pathname)} imports ${target}`);
+      } else todo.push(target);
+    }
+  }
+  assert.ok(seen.size > 50, `only ${seen.size} modules found from main.ts`);
+  assert.deepEqual(node, []);
+});
