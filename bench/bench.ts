@@ -111,7 +111,13 @@ interface Results {
   /** Memory after a burst of fuzz cases and the quiet after it. */
   burst: Partial<Record<AgentKind, BurstResult>>;
   /** The deployed shape: the bundle on a stdio channel, as the systemd unit starts it. */
-  deployed?: { argv: readonly string[]; afterStart: TreeMemory; idle: TreeMemory };
+  deployed?: {
+    argv: readonly string[];
+    afterStart: TreeMemory;
+    idle: TreeMemory;
+    /** Spawn to the first guest-sync reply on stdio, ms per run. */
+    startup: number[];
+  };
   notes: string[];
   /** /proc/loadavg at the start and the end (other work on the machine skews the figures). */
   load: string[];
@@ -672,7 +678,28 @@ function burstAndDeployedFigures(res: Results): void {
   if (dep) {
     const procs = (m: TreeMemory) =>
       `${m.processes.length} process(es): ${m.processes.map((p) => p.name).join(", ")}`;
+    const floor = res.floorStartup.length ? median(res.floorStartup) : undefined;
     res.figures.push({
+      label:
+        `deployed shape (bundle, stdio channel), start to first guest-sync reply, median of ${dep.startup.length}`,
+      unit: "ms",
+      digits: 1,
+      values: { "deno-qga": median(dep.startup) },
+      notes: {
+        "deno-qga": `every run: ${dep.startup.map((x) => x.toFixed(1)).join(", ")} ms` +
+          (floor === undefined
+            ? ""
+            : `; ${
+              (median(dep.startup) / floor).toFixed(2)
+            }× the deno floor measured on a unix socket (${floor.toFixed(1)} ms)`),
+      },
+      ...(floor === undefined ? {} : {
+        target: {
+          text: `≤ 2× the deno floor (${(2 * floor).toFixed(0)} ms; stretch 1.5×)`,
+          met: (dv: number) => dv <= 2 * floor,
+        },
+      }),
+    }, {
       label: "deployed shape (bundle, stdio channel), VmRSS 1 s after start",
       unit: "MiB",
       digits: 1,
@@ -859,7 +886,7 @@ async function runAll(
   }
   if (want("deployed") && kinds.includes("deno-qga")) {
     try {
-      res.deployed = await deployedIdle(lab);
+      res.deployed = await deployedIdle(lab, opts.startupRuns);
     } catch (e) {
       res.notes.push(`deployed shape not measured: ${(e as Error).message}`);
     }
@@ -880,7 +907,8 @@ const BURST_SEED = 20261206;
  */
 async function deployedIdle(
   lab: Lab,
-): Promise<{ argv: readonly string[]; afterStart: TreeMemory; idle: TreeMemory }> {
+  startupRuns: number,
+): Promise<NonNullable<Results["deployed"]>> {
   const out = `${lab.work}/bundle`;
   const b = await new Deno.Command("sh", {
     args: ["scripts/bundle.sh", "--out", out],
@@ -918,30 +946,56 @@ async function deployedIdle(
   if (!argv.includes("run") || argv.includes("--allow-all")) {
     throw new Error(`unexpected --print-permissions line: ${argv.join(" ")}`);
   }
-  const child = new Deno.Command(argv[0]!, {
-    args: argv.slice(1),
-    cwd: "/",
-    // The unit's environment (packaging/deno-qga.service.in), nothing else.
-    clearEnv: true,
-    env: {
-      PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
-      DENO_DIR: cache,
-      DENO_NO_UPDATE_CHECK: "1",
-      NO_COLOR: "1",
-      ...UNIT_ENV,
-    },
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  try {
-    const w = child.stdin.getWriter();
-    const r = child.stdout.getReader();
+  const spawn = () =>
+    new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
+      cwd: "/",
+      // The unit's environment (packaging/deno-qga.service.in), nothing else.
+      clearEnv: true,
+      env: {
+        PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+        DENO_DIR: cache,
+        DENO_NO_UPDATE_CHECK: "1",
+        NO_COLOR: "1",
+        ...UNIT_ENV,
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+  /** Spawns, sends guest-sync at once (it waits in the pipe), reads the reply: ms. */
+  const synced = async (
+    child: Deno.ChildProcess,
+    w: WritableStreamDefaultWriter<Uint8Array>,
+    r: ReadableStreamDefaultReader<Uint8Array>,
+    spawnedAt: number,
+  ) => {
     await w.write(new TextEncoder().encode('{"execute":"guest-sync","arguments":{"id":5}}\n'));
     const { value } = await r.read();
     if (!new TextDecoder().decode(value).includes('"return": 5')) {
-      throw new Error("the deployed agent did not answer guest-sync");
+      throw new Error(`the deployed agent (pid ${child.pid}) did not answer guest-sync`);
     }
+    return performance.now() - spawnedAt;
+  };
+  // Start-up: one warm-up, then `startupRuns` runs, each stopped after its reply.
+  const startup: number[] = [];
+  for (let i = -1; i < startupRuns; i++) {
+    const t = performance.now();
+    const c = spawn();
+    try {
+      const ms = await synced(c, c.stdin.getWriter(), c.stdout.getReader(), t);
+      if (i >= 0) startup.push(ms);
+    } finally {
+      c.kill("SIGTERM");
+      await c.status;
+    }
+    await sleep(50);
+  }
+  const child = spawn();
+  try {
+    const w = child.stdin.getWriter();
+    const r = child.stdout.getReader();
+    await synced(child, w, r, performance.now());
     const t0 = performance.now();
     await sleep(1000);
     const afterStart = treeMemory(child.pid);
@@ -949,7 +1003,7 @@ async function deployedIdle(
     const idle = treeMemory(child.pid);
     await w.close();
     r.releaseLock();
-    return { argv, afterStart, idle };
+    return { argv, afterStart, idle, startup };
   } finally {
     try {
       child.kill("SIGTERM");
