@@ -176,7 +176,9 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     env: deps.environment,
     log,
     version: deps.version,
-    sandboxDisabled: sandboxDisabled(commands, options, helper !== undefined),
+    // Until `ready` settles only guest-sync and guest-sync-delimited (which need nothing)
+    // are served: what the sandbox disables is worked out then, not before the first reply.
+    sandboxDisabled: new Map(),
     onThaw: () => {
       if (startedFrozen) {
         startedFrozen = false;

@@ -473,6 +473,12 @@ class Parser {
         if (small) return small;
       }
       const v = BigInt(text);
+      if (text.length < 4 && v >= -99n && v <= 1000n) {
+        // "-0" and "007" are other spellings of a cached value: key by the text.
+        const q = QNum.int(v);
+        SMALL_INTS.set(text, q);
+        return q;
+      }
       if (v >= INT64_MIN && v <= INT64_MAX) return QNum.int(v);
       if (!text.startsWith("-") && v <= UINT64_MAX) return QNum.uint(v);
     }
@@ -535,10 +541,8 @@ class Parser {
   }
 }
 
-/** Shared QNums for small integer literals (frequent, and immutable). */
-const SMALL_INTS: ReadonlyMap<string, QNum> = new Map(
-  Array.from({ length: 1100 }, (_, k) => k - 99).map((n) => [String(n), QNum.int(BigInt(n))]),
-);
+/** Shared QNums for small integer literals (frequent, and immutable), made on first use. */
+const SMALL_INTS = new Map<string, QNum>();
 
 /** The incremental JSON message parser: one per agent. */
 export class JsonStream {
