@@ -41,11 +41,11 @@ export interface AgentInit {
   /** Called after the agent leaves the frozen state (deferred log and pid file). */
   onThaw?: () => void;
   /**
-   * Completes the agent's system access (starts the privileged helper, then
-   * {@link Agent.attach}); called once the first reply is written, or by the first request
-   * that needs it, and may be called again (it does the work once). Until it settles only
-   * guest-sync and guest-sync-delimited are answered; every other request waits for it,
-   * in order.
+   * Completes the agent's system access (waits for the privileged helper's start, begun
+   * before the agent read anything, then {@link Agent.attach}); called once the first
+   * reply is written, or by the first request that needs it, and may be called again (it
+   * does the work once). Until it settles only guest-sync and guest-sync-delimited are
+   * answered; every other request waits for it, in order.
    */
   ready?: () => Promise<void>;
 }
@@ -322,7 +322,8 @@ export class Agent {
       }
       if (text === undefined) continue;
       await this.#send(conn, text);
-      // The host has its first reply: the helper may start now.
+      // The host has its first reply: complete the system access without waiting for a
+      // request that needs it.
       if (this.#ready) void this.#ready();
     }
     this.#armIdleGc();

@@ -35,7 +35,7 @@ export interface RunDeps<H extends HelperHandle> {
   /** The environment variables the agent reads, read once at start-up. */
   environment: AgentEnvironment;
   /** Starts the helper and sends Init (before any host input is read). */
-  startHelper(path: string, init: InitRequest): Promise<H>;
+  startHelper(path: string, init: InitRequest, hooks?: { onInitSent?(): void }): Promise<H>;
   createSystem(helper: H | undefined): SystemAccess;
   openTransport(
     options: AgentOptions,
@@ -112,26 +112,29 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
   await guardInspector();
   const wantsHelper = channelNeedsHelper(options) ||
     commands.some((c) => (needsOf(c, options).helper?.length ?? 0) > 0);
-  // Only a channel relayed by the helper waits for the helper. Otherwise the agent serves
-  // at once and answers guest-sync before the helper has started: the helper starts after
-  // the first reply, or at the first request, whichever comes first, and every request but
-  // guest-sync waits for the outcome (Agent's `ready`, so guest-info and the commands that
-  // need the helper see it). Started at once, a second deno process would compete with the
-  // agent's own start-up for the CPU and delay the first reply (docs/performance.md); an
-  // agent nobody talks to has no helper, as one idle for HELPER_IDLE_MS.
+  // The helper starts now, and its Init is in its stdin pipe before the agent reads any
+  // host input (`initSent`): the settings the first helper records (and later helpers
+  // take) come from an agent no host byte has reached. Only a channel relayed by the
+  // helper waits for the whole start; otherwise the agent answers guest-sync while the
+  // helper starts, and every other request waits for the outcome (Agent's `ready`, so
+  // guest-info and the commands that need the helper see it).
   let starting: Promise<H | undefined> | undefined;
+  let initSent = Promise.resolve();
+  let markSent = () => {};
+  if (wantsHelper) initSent = new Promise((r) => (markSent = r));
   const startHelperOnce = (): Promise<H | undefined> =>
     starting ??= wantsHelper
-      ? deps.startHelper(options.helper, helperInit(options)).catch((e) => {
-        const msg = (e as Error).message;
-        if (channelNeedsHelper(options)) {
-          log.error(`cannot start the privileged helper ${options.helper}: ${msg}`);
-          log.error("failed to initialize guest agent channel");
-          throw e;
-        }
-        log.warn(`privileged helper unavailable (${msg}); commands that need it are disabled`);
-        return undefined;
-      })
+      ? deps.startHelper(options.helper, helperInit(options), { onInitSent: () => markSent() })
+        .catch((e) => {
+          const msg = (e as Error).message;
+          if (channelNeedsHelper(options)) {
+            log.error(`cannot start the privileged helper ${options.helper}: ${msg}`);
+            log.error("failed to initialize guest agent channel");
+            throw e;
+          }
+          log.warn(`privileged helper unavailable (${msg}); commands that need it are disabled`);
+          return undefined;
+        }).finally(() => markSent())
       : Promise.resolve(undefined);
   let helper: H | undefined;
   if (channelNeedsHelper(options)) {
@@ -141,6 +144,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
       return 1;
     }
   }
+  void startHelperOnce().catch(() => {});
   /** The helper's start and what follows from it, once. */
   let readying: Promise<void> | undefined;
   const ready = (): Promise<void> =>
@@ -277,6 +281,8 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     () => void shutdown("received signal SIGUSR2, exiting for a restart", true),
   );
 
+  // No host byte is read before the helper's Init is on its way (see startHelperOnce).
+  await initSent;
   try {
     await agent.serve(transport);
   } catch (e) {

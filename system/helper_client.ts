@@ -114,8 +114,9 @@ class HelperProcess {
     return this.#dead === undefined;
   }
 
-  /** Sends one request and waits for its reply; an Error reply throws. */
-  async request(op: number, payload: Uint8Array): Promise<ReplyFrame> {
+  /** Sends one request and waits for its reply; an Error reply throws. `written` is
+   * called once the request is in the helper's stdin pipe. */
+  async request(op: number, payload: Uint8Array, written?: () => void): Promise<ReplyFrame> {
     if (this.#dead) throw this.#dead;
     if (payload.length > MAX_REQUEST_PAYLOAD) {
       throw new SysError(
@@ -129,6 +130,7 @@ class HelperProcess {
     const reply = new Promise<ReplyFrame>((resolve) => this.#pending.set(id, resolve));
     try {
       await this.#writer.write(encodeFrame(op, id, payload));
+      written?.();
     } catch (e) {
       this.#pending.delete(id);
       this.#die(`cannot write to the privileged helper: ${(e as Error).message}`);
@@ -171,6 +173,12 @@ export interface HelperOptions {
    * has a parent process, and so an Init record, of its own; the agent never sets it).
    */
   spawnVia?: readonly string[];
+  /**
+   * Called once the first helper's Init frame is in its stdin pipe (or the helper could
+   * not be started): the agent reads no host input before this, so the settings the first
+   * helper records come from an agent no host byte has reached yet.
+   */
+  onInitSent?: () => void;
 }
 
 /**
@@ -184,6 +192,7 @@ export class HelperClient {
   readonly #init: InitRequest;
   readonly #idleMs: number;
   readonly #spawnVia: readonly string[];
+  #onInitSent: (() => void) | undefined;
   #proc: HelperProcess | undefined;
   #starting: Promise<HelperProcess> | undefined;
   /** Whether the helpers of this agent keep a record of Init (set by the first one). */
@@ -207,6 +216,7 @@ export class HelperClient {
     this.#init = init;
     this.#idleMs = o.idleMs ?? HELPER_IDLE_MS;
     this.#spawnVia = o.spawnVia ?? [];
+    this.#onInitSent = o.onInitSent;
     this.exited = new Promise((r) => (this.#resolveExited = r));
   }
 
@@ -226,6 +236,19 @@ export class HelperClient {
   }
 
   async #launch(): Promise<HelperProcess> {
+    const sent = () => {
+      const f = this.#onInitSent;
+      this.#onInitSent = undefined;
+      f?.();
+    };
+    try {
+      return await this.#spawnAndInit(sent);
+    } finally {
+      sent();
+    }
+  }
+
+  async #spawnAndInit(sent: () => void): Promise<HelperProcess> {
     let child: Deno.ChildProcess;
     try {
       const [program, ...pre] = [...this.#spawnVia, this.#path];
@@ -247,7 +270,7 @@ export class HelperClient {
     const first = this.launches++ === 0;
     const proc = new HelperProcess(child);
     try {
-      const r = await proc.request(Op.Init, jsonPayload(this.#init));
+      const r = await proc.request(Op.Init, jsonPayload(this.#init), sent);
       const reply = (r.type === Reply.Json ? parseJsonPayload(r.payload) : null) as
         | Partial<InitReply>
         | null;

@@ -334,6 +334,15 @@ export const MUTANTS: readonly Mutant[] = [
     tests: ["tests/unit/agent_ready_test.ts"],
   },
   {
+    name: "host-read-before-init",
+    what:
+      "the agent reads host input before its first helper's Init is sent (a host that compromised the agent could choose the recorded settings)",
+    file: "agent/run.ts",
+    find: "  await initSent;\n",
+    replace: "",
+    tests: ["tests/unit/run_init_order_test.ts"],
+  },
+  {
     name: "startup-loads-node",
     what:
       "a module the agent loads at start imports node:path again (Node compatibility at every start)",
