@@ -14,6 +14,7 @@ import { type AgentEnvironment, fixedEnvironment } from "../system/environment.t
 import { toSysError } from "../system/mod.ts";
 import type { Connection, Transport } from "../transport/connection.ts";
 import { JsonStream, type StreamEvent } from "../protocol/json_stream.ts";
+import { Scratch } from "../system/scratch.ts";
 import { errorReply, type ReplyText } from "../protocol/json_writer.ts";
 import { describeError, dispatch, type DispatchOutcome } from "./dispatch.ts";
 import { AgentLog } from "./log.ts";
@@ -25,6 +26,11 @@ const READ_SIZE = 1 << 20;
 const SENTINEL = new Uint8Array([0xff]);
 /** Quiet time after which an idle agent collects its garbage (see #armIdleGc). */
 const IDLE_GC_MS = 5000;
+/**
+ * The reply bytes' buffer is reused up to this size (guest-file-read's 48 MiB of data is
+ * 64 MiB of base64) and let go after this quiet time, before the idle collection.
+ */
+const SEND_SCRATCH = { max: 65 * 1024 * 1024, quietMs: 2000 };
 const encoder = new TextEncoder();
 
 /** What the agent is built from. */
@@ -90,6 +96,7 @@ export class Agent {
   readonly #onThaw: (() => void) | undefined;
   #ready: (() => Promise<void>) | undefined;
   #sys: SystemAccess;
+  readonly #sendBuffer = new Scratch(SEND_SCRATCH);
 
   constructor(init: AgentInit) {
     this.#ready = init.ready;
@@ -337,11 +344,14 @@ export class Agent {
     const parts = typeof text === "string" ? [text] : text;
     let length = 0;
     for (const p of parts) length += p.length;
-    const bytes = new Uint8Array(length + 1 + (delimit ? 1 : 0));
+    // Reused from reply to reply: conn.write is done with it when it resolves.
+    const buf = this.#sendBuffer.take(length + 1 + (delimit ? 1 : 0));
     let off = 0;
-    if (delimit) bytes.set(SENTINEL, off++);
-    for (const p of parts) off += encoder.encodeInto(p, bytes.subarray(off)).written;
-    bytes[bytes.length - 1] = 0x0a;
+    if (delimit) buf.set(SENTINEL, off++);
+    for (const p of parts) off += encoder.encodeInto(p, buf.subarray(off)).written;
+    // Up to what was encoded (all of it for ASCII), never a byte of an earlier reply.
+    const bytes = buf.subarray(0, off + 1);
+    bytes[off] = 0x0a;
     if (this.options.verbose) this.log.debug(`sending data, count: ${bytes.length}`);
     try {
       await conn.write(bytes);

@@ -22,6 +22,7 @@ import { QgaError } from "../protocol/errors.ts";
 import { INT64_MAX } from "../protocol/int64.ts";
 import { alternate, base64Str, bool, enumType, int, str, struct } from "../protocol/types.ts";
 import { toSysError } from "../system/mod.ts";
+import { Scratch } from "../system/scratch.ts";
 import {
   type GuestFile,
   loadGuestFileSupport,
@@ -38,6 +39,14 @@ import type { AgentOptions } from "../config/options.ts";
 export const READ_COUNT_DEFAULT = 4096n;
 /** GUEST_FILE_READ_COUNT_MAX: 48 MiB, inclusive. */
 export const READ_COUNT_MAX = 50331648n;
+
+/**
+ * guest-file-read's data buffer, reused from call to call up to the largest count (its
+ * base64 is taken before the next read) and let go after 2 s without a read.
+ */
+function newReadScratch(): Scratch {
+  return new Scratch({ max: Number(READ_COUNT_MAX), quietMs: 2000 });
+}
 
 /** Our bound on open guest-file handles; qemu-ga is bounded only by RLIMIT_NOFILE. */
 export const MAX_OPEN_FILES = 1024;
@@ -190,7 +199,7 @@ export const guestFileRead = defineCommand({
     }
     let read;
     try {
-      read = h.file.read(Number(count));
+      read = h.file.read(Number(count), ctx.store("guest-file-read", newReadScratch));
     } catch (e) {
       throw new QgaError(`failed to read file: ${toSysError(e).strerror}`);
     }

@@ -20,6 +20,7 @@
 
 import type * as NodeFs from "node:fs";
 import { strerror, SysError, toSysError } from "./mod.ts";
+import type { Scratch } from "./scratch.ts";
 
 /** DEFAULT_NEW_FILE_MODE. */
 const NEW_FILE_MODE = 0o666;
@@ -229,15 +230,16 @@ export class GuestFile {
    * fread(count): reads until `count` bytes, EOF or an error (a SysError, after `pos` has
    * moved past what was read). The buffer starts at what a regular file can still deliver
    * (plus one byte to see EOF) and grows if the file grows under us, so a 48 MiB count on a
-   * small file costs nothing.
+   * small file costs nothing. With `scratch`, the data is read into its buffer (no fstat
+   * when the kept buffer already holds `count` bytes) and is valid until its next use.
    */
-  read(count: number): { data: Uint8Array; eof: boolean } {
+  read(count: number, scratch?: Scratch): { data: Uint8Array; eof: boolean } {
     let size = count;
-    if (this.regular) {
+    if (this.regular && !(scratch && count <= scratch.capacity)) {
       const remaining = this.size() - this.pos;
       if (remaining < BigInt(count)) size = Number(remaining < 0n ? 1n : remaining + 1n);
     }
-    let buf = new Uint8Array(size);
+    let buf = scratch ? scratch.take(size) : new Uint8Array(size);
     let got = 0;
     let eof = false;
     try {

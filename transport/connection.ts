@@ -14,7 +14,10 @@ export interface Connection {
    * the agent backs off 100 ms and reads again, keeping the connection.
    */
   read(p: Uint8Array): Promise<number | null>;
-  /** Writes all of `p`. Rejects when the peer is gone; the agent logs and goes on. */
+  /**
+   * Writes all of `p`. Rejects when the peer is gone; the agent logs and goes on. Keeps
+   * no reference to `p` once settled: the agent reuses the buffer for its next reply.
+   */
   write(p: Uint8Array): Promise<void>;
   /** Closes this connection (sockets) or releases the device. */
   close(): void;
