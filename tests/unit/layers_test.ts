@@ -41,6 +41,27 @@ function ownerOf(path: string): string {
   return path.includes("/") ? path.slice(0, path.indexOf("/")) : path;
 }
 
+/** `deno info --json` of one root module. */
+async function denoInfo(root: string): Promise<{
+  modules: {
+    specifier: string;
+    dependencies?: {
+      code?: { specifier: string };
+      type?: { specifier: string };
+      isDynamic?: boolean;
+    }[];
+  }[];
+}> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "--no-config", root],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
 /** Edges between repository files, as Deno resolves them, for the given roots. */
 async function importGraph(files: string[]): Promise<Map<string, string[]>> {
   const root = await Deno.makeTempFile({ suffix: ".ts" });
@@ -49,19 +70,7 @@ async function importGraph(files: string[]): Promise<Map<string, string[]>> {
       root,
       files.map((f) => `import ${JSON.stringify(`file://${REPO}/${f}`)};\n`).join(""),
     );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["info", "--json", "--no-config", root],
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
-      modules: {
-        specifier: string;
-        dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
-      }[];
-    };
+    const info = await denoInfo(root);
     const inRepo = (spec: string) =>
       spec.startsWith(`file://${REPO}/`) ? relative(REPO, new URL(spec).pathname) : undefined;
     const graph = new Map<string, string[]>();
@@ -166,19 +175,7 @@ Deno.test("the agent's start-up loads no node: module (they load on first use)",
   // The modules main.ts loads before it runs: static imports that are not type-only,
   // from main.ts down. A node: module among them would load Deno's Node compatibility
   // at every start (memory and start-up time: docs/performance.md).
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "--no-config", join(REPO, "main.ts")],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
-    modules: {
-      specifier: string;
-      dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
-    }[];
-  };
+  const info = await denoInfo(join(REPO, "main.ts"));
   const bySpec = new Map(info.modules.map((m) => [m.specifier, m]));
   const seen = new Set<string>();
   const node: string[] = [];
