@@ -28,6 +28,7 @@ import {
   MAX_PATH,
   OpError,
   refusal,
+  toWireStatfs,
   type WireDirEntry,
   type WireStatfs,
 } from "./protocol.ts";
@@ -452,14 +453,7 @@ export function mountPoints(mountinfo: string): Set<string> {
 /** statvfs(3) of `path`, which the caller has checked is a current mount point. */
 export function statvfs(path: string): WireStatfs {
   try {
-    const s = statfsSync(path) as unknown as {
-      frsize?: number;
-      bsize: number;
-      blocks: number;
-      bfree: number;
-      bavail: number;
-    };
-    return { frsize: s.frsize ?? s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail };
+    return toWireStatfs(statfsSync(path));
   } catch (e) {
     throw errorOf(e, "statfs", path);
   }

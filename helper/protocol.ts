@@ -125,6 +125,12 @@ export interface WireStatfs {
   bavail: number;
 }
 
+/** WireStatfs from what node:fs's statfs returns (no `frsize` there: `bsize` stands in). */
+export function toWireStatfs(s: unknown): WireStatfs {
+  const f = s as { frsize?: number; bsize: number; blocks: number; bfree: number; bavail: number };
+  return { frsize: f.frsize ?? f.bsize, blocks: f.blocks, bfree: f.bfree, bavail: f.bavail };
+}
+
 /** Payload of WriteFile. */
 export interface WriteFileRequest {
   path: string;

@@ -9,6 +9,7 @@
  */
 
 import { normalize } from "../config/path.ts";
+import { toWireStatfs } from "../helper/protocol.ts";
 import type { HelperClient } from "./helper_client.ts";
 import {
   type AuthKeysReply,
@@ -156,14 +157,7 @@ class RealSystem implements SystemAccess {
       if (this.#helper) return await this.#helper.statfs(path);
       // node:fs is loaded on first use: the agent starts without Node compatibility.
       const { statfs: nodeStatfs } = await import("node:fs/promises");
-      const s = await nodeStatfs(path) as unknown as {
-        frsize?: number;
-        bsize: number;
-        blocks: number;
-        bfree: number;
-        bavail: number;
-      };
-      return { frsize: s.frsize ?? s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail };
+      return toWireStatfs(await nodeStatfs(path));
     });
   }
 }
