@@ -95,6 +95,7 @@ write_manifest() {
   mkdirs "$lib"
   # shellcheck disable=SC2086
   install -m 0644 $owner "$tmp/manifest" "$D$manifest.new.$$"
+  sync -- "$D$manifest.new.$$" 2>/dev/null || sync
   mv -f "$D$manifest.new.$$" "$D$manifest"
 }
 cleanup() {
@@ -128,6 +129,8 @@ put() {
   mkdirs "$(dirname -- "$3")"
   # shellcheck disable=SC2086
   install -m "$1" $owner "$2" "$D$3.new.$$"
+  # On disk before the rename (a power cut leaves the old file or the new, never an empty one).
+  sync -- "$D$3.new.$$" 2>/dev/null || sync
   mv -f "$D$3.new.$$" "$D$3"
   record "f $3"
 }

@@ -25,8 +25,20 @@ run() {
   log=$(mktemp)
   { env -u RUST_BACKTRACE "$@" 2>&1; echo "$?" >"$log.rc"; } | tee "$log"
   summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1)
-  # Failed tests and steps, repeated just before the last line so that a log's tail names them.
-  sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '\.\.\. (FAILED|ignored)' >>"$failures"
+  # Failed tests and steps, repeated just before the last line so that a log's tail names them:
+  # each "name => file:line:col" of Deno's ERRORS section with the first line of its error, and
+  # each ignored test. (A step's own "... FAILED" line can be split by Deno's "has been running"
+  # notes, so the summary sections are read, not the progress lines.) If deno ended without an
+  # ERRORS section, its progress lines are the fallback.
+  sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '
+    /^ ERRORS $/ { e = 1; seen = 1; next }
+    /^ FAILURES $/ { e = 0; next }
+    e && / => .*:[0-9]+:[0-9]+$/ { print $0; want = 1; next }
+    e && want && /^error: / { print "    " substr($0, 1, 400); want = 0; next }
+    /\.\.\. ignored/ { print $0 }
+    /\.\.\. FAILED/ { progress[++n] = $0 }
+    END { if (!seen) for (i = 1; i <= n; i++) print progress[i] }
+  ' >>"$failures"
   rc=$(cat "$log.rc")
   rm -f "$log" "$log.rc"
   passed=$(count "$summary" passed)

@@ -56,8 +56,14 @@ export const MASKED_UNITS: readonly string[] = [
 /** udev rules masked in the guest: qemu-guest-agent's (it tags the same port). */
 export const MASKED_UDEV_RULES: readonly string[] = ["60-qemu-guest-agent.rules"];
 
-/** Files of the host's root that the guest does not have (see {@linkcode makeStateDisk}). */
-export const REMOVED_FILES: readonly string[] = ["/usr/sbin/policy-rc.d"];
+/**
+ * Files of the host's root that the guest does not have (see {@linkcode makeStateDisk}):
+ * a container image's policy-rc.d (it forbids starting services) and /.dockerenv, from which
+ * systemd concludes that it runs in a container and then skips syncing the disks before it
+ * powers off (the last files written before a guest-shutdown were then found empty at the
+ * next boot).
+ */
+export const REMOVED_FILES: readonly string[] = ["/usr/sbin/policy-rc.d", "/.dockerenv"];
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -207,8 +213,8 @@ export async function makeStateDisk(path: string): Promise<void> {
       "../qga-e2e-runner.service",
       `${sys}/multi-user.target.wants/qga-e2e-runner.service`,
     );
-    // Removed from the guest (an overlay whiteout): a policy-rc.d of the host's (container
-    // images have one that forbids starting services), which a guest does not have.
+    // Removed from the guest (an overlay whiteout): the host's container files (REMOVED_FILES),
+    // which a guest does not have.
     for (const file of REMOVED_FILES) {
       if (!await exists(file)) continue;
       await Deno.mkdir(`${u}${file.slice(0, file.lastIndexOf("/"))}`, { recursive: true });

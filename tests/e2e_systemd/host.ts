@@ -69,7 +69,15 @@ export class AgentLink {
         const id = freshId();
         sent.add(id);
         lastSent = now;
-        await this.#sendSync(id);
+        // While no agent reads the port QEMU stops reading the socket, and once its buffer
+        // is full a write waits: never past the deadline.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<"late">((r) => {
+          timer = setTimeout(() => r("late"), deadline - now);
+        });
+        const wrote = await Promise.race([this.#sendSync(id), late]);
+        clearTimeout(timer);
+        if (wrote === "late") continue;
       }
       const line = await this.#ch.line(Math.min(100, Math.max(1, deadline - Date.now())));
       if (line === "eof") throw new Error("the chardev socket closed");
