@@ -4,11 +4,34 @@
  * --no-config`). It answers each guest-sync it reads with `{"return": <id>}`, so the
  * start-up measure can time it exactly as it times the agents.
  *
+ * With `--separated=DENO` it is the floor of a privilege-separated agent instead: before it
+ * listens it spawns `DENO run idle.ts --child` (a second deno process that reads its stdin
+ * until EOF, the helper's stand-in) with piped stdin and stdout, and writes one line to it,
+ * as deno-qga starts its helper and writes its Init before it reads any host byte.
+ *
  * @module
  */
 
-const path = Deno.args[0];
-if (!path) throw new Error("usage: idle.ts SOCKET");
+const [path, separated] = Deno.args;
+if (!path) throw new Error("usage: idle.ts SOCKET [--separated=DENO] | idle.ts --child");
+if (path === "--child") {
+  // The helper's stand-in: reads its stdin until EOF.
+  const b = new Uint8Array(4096);
+  while (await Deno.stdin.read(b) !== null) { /* discard */ }
+  Deno.exit(0);
+}
+if (separated?.startsWith("--separated=")) {
+  // The floor of a privilege-separated agent: before its first read it spawns a second deno
+  // process with piped stdin and stdout (deno-qga's helper) and writes one line to it (Init).
+  const child = new Deno.Command(separated.slice("--separated=".length), {
+    args: ["run", "--no-prompt", "--no-config", new URL(import.meta.url).pathname, "--child"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode('{"init":{}}\n'));
+}
 const listener = Deno.listen({ transport: "unix", path });
 const enc = new TextEncoder();
 const dec = new TextDecoder();
