@@ -30,6 +30,12 @@ snapshot() {
 
 [ -d "$UPPER" ] || fail "no overlay upper layer at $UPPER"
 [ -e "$PORT" ] || fail "no $PORT"
+# A deno-qga of the host's (a benchmark's cache, an install) is not the guest's: hidden (an
+# overlay whiteout) before the snapshot, so that uninstall.sh removing it is not a leftover.
+for p in /var/cache/deno-qga /usr/local/lib/deno-qga /usr/local/lib/systemd/system/deno-qga.service \
+  /usr/local/lib/udev/rules.d/99-deno-qga.rules; do
+  if [ -e "$LOWER$p" ]; then rm -rf "$p" || fail "cannot hide the host's $p"; fi
+done
 snapshot "$S/before.txt"
 
 step install

@@ -61,9 +61,20 @@ export const MASKED_UDEV_RULES: readonly string[] = ["60-qemu-guest-agent.rules"
  * a container image's policy-rc.d (it forbids starting services) and /.dockerenv, from which
  * systemd concludes that it runs in a container and then skips syncing the disks before it
  * powers off (the last files written before a guest-shutdown were then found empty at the
- * next boot).
+ * next boot); and a deno-qga of the host's (a benchmark's cache, an install), which would
+ * otherwise be the guest's before the package is installed. Real paths only: a whiteout's
+ * parent directories are made in the upper layer, where a directory would hide a symlink of
+ * the host's (/lib).
  */
-export const REMOVED_FILES: readonly string[] = ["/usr/sbin/policy-rc.d", "/.dockerenv"];
+export const REMOVED_FILES: readonly string[] = [
+  "/usr/sbin/policy-rc.d",
+  "/.dockerenv",
+  "/var/cache/deno-qga",
+  "/usr/lib/deno-qga",
+  "/usr/lib/systemd/system/deno-qga.service",
+  "/usr/lib/udev/rules.d/99-deno-qga.rules",
+  "/usr/share/doc/deno-qga",
+];
 
 async function exists(path: string): Promise<boolean> {
   try {
