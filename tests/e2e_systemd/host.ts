@@ -75,7 +75,9 @@ export class AgentLink {
         const late = new Promise<"late">((r) => {
           timer = setTimeout(() => r("late"), deadline - now);
         });
-        const wrote = await Promise.race([this.#sendSync(id), late]);
+        const write = this.#sendSync(id);
+        write.catch(() => {}); // A write given up on may fail later (QEMU gone): not ours.
+        const wrote = await Promise.race([write, late]);
         clearTimeout(timer);
         if (wrote === "late") continue;
       }
