@@ -14,7 +14,7 @@ import {
   QgaClient,
 } from "./client.ts";
 import type { QgaReply } from "./connection.ts";
-import { parseArgs } from "node:util";
+import { loadParseArgs, parseArgs } from "./parse_args.ts";
 import { QgaClientError, QgaReplyError } from "./errors.ts";
 import { type JsonValue, parseJson, stringifyJson } from "./json.ts";
 import {
@@ -333,6 +333,7 @@ function isSystemError(error: unknown): boolean {
  */
 export async function clientMain(args: string[], io: ClientIo = processIo()): Promise<number> {
   const output = new Output(io);
+  await loadParseArgs();
   let options: GlobalOptions;
   let plan: Plan;
   try {

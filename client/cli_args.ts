@@ -6,7 +6,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "./parse_args.ts";
 import { type JsonValue, parseJson } from "./json.ts";
 
 /** Help text of `deno-qga client`. */

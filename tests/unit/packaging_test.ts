@@ -175,6 +175,11 @@ Deno.test("bundle.sh builds an agent bundle that runs from an empty directory wi
     assert.match(h.stdout, /--method/);
     const names = (await tree(empty)).filter((p) => !p.startsWith("/deno_dir"));
     assert.deepEqual(names, ["/deno", "/deno-qga.js"]);
+    // Its static imports load at every start: none may be a node: module (Deno's Node
+    // compatibility, ~10 ms of start-up; modules use `await import("node:...")` instead).
+    const staticNode = (await Deno.readTextFile(`${d}/deno-qga.js`)).split("\n")
+      .filter((line) => /^import\b.*\bfrom\s*["']node:/.test(line));
+    assert.deepEqual(staticNode, []);
   });
 });
 
