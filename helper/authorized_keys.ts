@@ -24,11 +24,24 @@
  * @module
  */
 
-import * as fs from "node:fs";
+import type * as NodeFs from "node:fs";
 import { errnoName } from "./errno.ts";
 import { refusal } from "./ops.ts";
 
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = fs.constants;
+// node:fs is loaded by loadAuthorizedKeysFs, not at the helper's start: the first node:
+// module loads Deno's Node compatibility (several MB and 10+ ms), which a helper started
+// for any other request would pay for (docs/performance.md, "Start-up").
+let fs!: typeof NodeFs;
+let O_RDONLY = 0, O_WRONLY = 0, O_CREAT = 0, O_EXCL = 0, O_NOFOLLOW = 0, O_DIRECTORY = 0;
+let O_NONBLOCK = 0;
+
+/** Loads node:fs and its open flags (once); call before {@link authorizedKeys}. */
+export async function loadAuthorizedKeysFs(): Promise<void> {
+  if (fs !== undefined) return;
+  const m = await import("node:fs");
+  ({ O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = m.constants);
+  fs = m;
+}
 
 /** Largest authorized_keys read (its lines travel back as JSON). */
 export const MAX_AUTHORIZED_KEYS = 1024 * 1024;
@@ -146,6 +159,8 @@ export interface AuthKeysOptions {
 
 /** Runs one request. Throws OpError for a malformed request; every other failure is a reply. */
 export function authorizedKeys(req: unknown, options: AuthKeysOptions): AuthKeysReply {
+  // Never with unloaded (zero) open flags: a missing O_NOFOLLOW would follow a symlink.
+  if (fs === undefined) throw new Error("authorizedKeys before loadAuthorizedKeysFs()");
   const r = checkRequest(req);
   const open: number[] = [];
   const track = (fd: number) => {

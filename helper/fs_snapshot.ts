@@ -13,7 +13,7 @@
  * @module
  */
 
-import { errorOf, OpError, type Ops, readTextSync, refusal, statvfs } from "./ops.ts";
+import { errorOf, loadStatvfs, OpError, type Ops, readTextSync, refusal, statvfs } from "./ops.ts";
 import { statfsPoints, type WireDirEntry, type WireError, type WireStatfs } from "./protocol.ts";
 
 /** One read: readFile, readDir, readLink or realPath of a path. */
@@ -147,6 +147,7 @@ export class FsSnapshotter {
         generation: crypto.randomUUID(),
       };
     }
+    await loadStatvfs();
     const statfs: FsSnapshot["statfs"] = statfsPoints(mountinfo).map((dir) => {
       try {
         return [dir, { ok: statvfs(dir) }];

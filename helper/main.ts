@@ -24,7 +24,7 @@ import { errnoName } from "./errno.ts";
 import { mountPoints, OpError, Ops, refusal } from "./ops.ts";
 import { Channel, MAX_CHANNELS } from "./channel.ts";
 import { checkHookPath, invocation, run } from "./programs.ts";
-import { authorizedKeys } from "./authorized_keys.ts";
+import { authorizedKeys, loadAuthorizedKeysFs } from "./authorized_keys.ts";
 import { LinkCache, LIVE, netSnapshot } from "./net.ts";
 import { FsSnapshotter } from "./fs_snapshot.ts";
 import { identityOf, recordDir, settleInit } from "./init_record.ts";
@@ -179,6 +179,7 @@ class Session {
         case Op.Run:
           return this.send(Reply.Json, f.id, jsonPayload(await this.#run(f.payload)));
         case Op.AuthorizedKeys:
+          await loadAuthorizedKeysFs();
           return this.send(
             Reply.Json,
             f.id,

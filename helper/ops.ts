@@ -21,7 +21,7 @@
  * @module
  */
 
-import { statfsSync } from "node:fs";
+import type { statfsSync as NodeStatfsSync } from "node:fs";
 import { errnoName } from "./errno.ts";
 import {
   MAX_FILE_SIZE,
@@ -377,6 +377,7 @@ export class Ops {
     if (!mountPoints(mountinfo).has(path)) {
       throw refusal("EPERM", `statfs of ${JSON.stringify(path)}: not a mount point`);
     }
+    await loadStatvfs();
     return statvfs(path);
   }
 
@@ -450,8 +451,23 @@ export function mountPoints(mountinfo: string): Set<string> {
   return out;
 }
 
-/** statvfs(3) of `path`, which the caller has checked is a current mount point. */
+let statfsSync: typeof NodeStatfsSync | undefined;
+
+/**
+ * Loads node:fs for {@link statvfs}, once. Not at the helper's start: the first node:
+ * module loads Deno's Node compatibility (several MB and 10+ ms), which a helper started
+ * for any other request would pay for (docs/performance.md, "Start-up").
+ */
+export async function loadStatvfs(): Promise<void> {
+  statfsSync ??= (await import("node:fs")).statfsSync;
+}
+
+/**
+ * statvfs(3) of `path`, which the caller has checked is a current mount point; after
+ * {@link loadStatvfs}.
+ */
 export function statvfs(path: string): WireStatfs {
+  if (statfsSync === undefined) throw new Error("statvfs before loadStatvfs()");
   try {
     return toWireStatfs(statfsSync(path));
   } catch (e) {

@@ -7,7 +7,7 @@
  */
 
 import { join } from "../config/path.ts";
-import { authorizedKeys } from "../helper/authorized_keys.ts";
+import { authorizedKeys, loadAuthorizedKeysFs } from "../helper/authorized_keys.ts";
 import { type NetAddress, netSnapshot } from "../helper/net.ts";
 import {
   type AuthKeysReply,
@@ -151,9 +151,10 @@ export class FixtureSystem implements SystemAccess {
    * so a test's passwd decides which (temporary) directories are touched.
    */
   authorizedKeys(req: AuthKeysRequest): Promise<AuthKeysReply> {
-    return this.#wrap(() =>
-      Promise.resolve(authorizedKeys(req, { passwd: this.#p("/etc/passwd") }))
-    );
+    return this.#wrap(async () => {
+      await loadAuthorizedKeysFs();
+      return authorizedKeys(req, { passwd: this.#p("/etc/passwd") });
+    });
   }
 
   /**

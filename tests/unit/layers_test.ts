@@ -171,17 +171,19 @@ Deno.test("commands/ does no I/O of its own (Linux through system/)", () => {
   assert.deepEqual(found, []);
 });
 
-Deno.test("the agent's start-up loads no node: module (they load on first use)", async () => {
-  // Every module main.ts can load (static and dynamic imports, from main.ts down), since
-  // the deployed bundle (scripts/bundle.sh) inlines dynamically imported modules and
-  // hoists their static imports to its top. A static node: import in any of them would
-  // load Deno's Node compatibility at every start (memory and start-up time:
-  // docs/performance.md); `await import("node:...")` at first use is fine.
-  const info = await denoInfo(join(REPO, "main.ts"));
+/**
+ * The static node: imports of every module `entry` can load (static and dynamic imports,
+ * from `entry` down), since a bundle (scripts/bundle.sh) inlines dynamically imported
+ * modules and hoists their static imports to its top. Such an import loads Deno's Node
+ * compatibility at every start (memory and start-up time: docs/performance.md);
+ * `await import("node:...")` at first use is fine. Also returns how many modules it saw.
+ */
+async function staticNodeImports(entry: string): Promise<{ node: string[]; seen: number }> {
+  const info = await denoInfo(join(REPO, entry));
   const bySpec = new Map(info.modules.map((m) => [m.specifier, m]));
   const seen = new Set<string>();
   const node: string[] = [];
-  const todo = [new URL(`file://${REPO}/main.ts`).href];
+  const todo = [new URL(`file://${REPO}/${entry}`).href];
   while (todo.length) {
     const spec = todo.pop()!;
     if (seen.has(spec)) continue;
@@ -195,6 +197,17 @@ Deno.test("the agent's start-up loads no node: module (they load on first use)",
       } else todo.push(target);
     }
   }
-  assert.ok(seen.size > 50, `only ${seen.size} modules found from main.ts`);
+  return { node, seen: seen.size };
+}
+
+Deno.test("the agent's start-up loads no node: module (they load on first use)", async () => {
+  const { node, seen } = await staticNodeImports("main.ts");
+  assert.ok(seen > 50, `only ${seen} modules found from main.ts`);
+  assert.deepEqual(node, []);
+});
+
+Deno.test("the helper's start-up loads no node: module (they load on first use)", async () => {
+  const { node, seen } = await staticNodeImports("helper/main.ts");
+  assert.ok(seen > 5, `only ${seen} modules found from helper/main.ts`);
   assert.deepEqual(node, []);
 });
