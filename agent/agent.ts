@@ -298,9 +298,11 @@ export class Agent {
     while (this.#queue.length) {
       const ev = this.#queue.shift()!;
       let text: ReplyText | undefined;
+      // The request's audit record, written after its reply (the reply waits for nothing).
+      let audit: [string, Record<string, unknown>] | undefined;
       if (ev.error !== undefined) {
         text = errorReply("GenericError", ev.error, undefined);
-        this.log.audit("request", { error: "GenericError", desc: ev.error });
+        audit = ["request", { error: "GenericError", desc: ev.error }];
       } else {
         if (this.#ready && !ANSWERED_BEFORE_READY.has(executeOf(ev.value))) {
           await this.#ready();
@@ -318,17 +320,24 @@ export class Agent {
         text = outcome.reply;
         try {
           const cmd = outcome.command ? this.registry.get(outcome.command) : undefined;
-          this.log.audit(outcome.command ?? "request", {
+          audit = [outcome.command ?? "request", {
             ...(outcome.args ? { args: auditSummary(outcome.args, cmd?.sensitive) } : {}),
             result: outcome.errorClass ?? (text === undefined ? "no-reply" : "ok"),
             ms: Math.round((performance.now() - started) * 1000) / 1000,
-          });
+          }];
+        } catch {
+          // The audit trail must never cost a reply.
+        }
+      }
+      if (text !== undefined) await this.#send(conn, text);
+      if (audit) {
+        try {
+          this.log.audit(audit[0], audit[1]);
         } catch {
           // The audit trail must never cost a reply.
         }
       }
       if (text === undefined) continue;
-      await this.#send(conn, text);
       // The host has its first reply: complete the system access without waiting for a
       // request that needs it.
       if (this.#ready) void this.#ready();
