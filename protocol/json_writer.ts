@@ -13,7 +13,7 @@
  */
 
 import { QNum } from "./value.ts";
-import type { TypeDesc } from "./types.ts";
+import type { StructDesc, TypeDesc } from "./types.ts";
 
 /** Number of QDict buckets (QDICT_BUCKET_MAX). */
 const BUCKETS = 512;
@@ -247,6 +247,35 @@ function writeParsed(v: unknown): string {
   return writeValue(v, undefined);
 }
 
+/** A struct member as {@link structPlan} lists it: its quoted key and ": " ready. */
+interface PlannedMember {
+  readonly name: string;
+  readonly type: TypeDesc;
+  readonly key: string;
+}
+
+const plans = new WeakMap<StructDesc<unknown, unknown>, readonly PlannedMember[]>();
+
+/**
+ * A struct's members in the order a QDict of all of them iterates, worked out once per
+ * struct. The members present in a value keep that relative order (the order depends
+ * only on each key's bucket and on insertion order, which leaving members out does not
+ * change), so a reply is written in one pass, with no hashing or sorting per object.
+ */
+function structPlan(type: StructDesc<unknown, unknown>): readonly PlannedMember[] {
+  let plan = plans.get(type);
+  if (plan === undefined) {
+    const byName = new Map(type.members.map((m) => [m.name, m.type]));
+    plan = qdictOrder(type.members.map((m) => m.name)).map((name) => ({
+      name,
+      type: byName.get(name)!,
+      key: `${quoteString(name)}: `,
+    }));
+    plans.set(type, plan);
+  }
+  return plan;
+}
+
 /**
  * Serializes a reply value. `type` (the command's return descriptor) gives struct
  * member order; without it, plain objects use their own key order as insertion order.
@@ -269,16 +298,16 @@ export function writeValue(v: unknown, type: TypeDesc | undefined): string {
     return `[${v.map((e) => writeValue(e, of)).join(", ")}]`;
   }
   const obj = v as Record<string, unknown>;
-  let keys: string[];
   if (type?.kind === "struct") {
-    keys = type.members.map((m) => m.name).filter((k) => obj[k] !== undefined);
-    const memberTypes = new Map(type.members.map((m) => [m.name, m.type]));
-    return `{${
-      qdictOrder(keys).map((k) => `${quoteString(k)}: ${writeValue(obj[k], memberTypes.get(k))}`)
-        .join(", ")
-    }}`;
+    let out = "{";
+    for (const m of structPlan(type)) {
+      const value = obj[m.name];
+      if (value === undefined) continue;
+      out += `${out.length > 1 ? ", " : ""}${m.key}${writeValue(value, m.type)}`;
+    }
+    return out + "}";
   }
-  keys = Object.keys(obj).filter((k) => obj[k] !== undefined);
+  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined);
   return `{${
     qdictOrder(keys).map((k) => `${quoteString(k)}: ${writeValue(obj[k], undefined)}`).join(", ")
   }}`;
@@ -313,16 +342,17 @@ export function successReplyParts(
     return successReply(value, type, id);
   }
   const obj = value as Record<string, unknown>;
-  const keys = type.members.map((m) => m.name).filter((k) => obj[k] !== undefined);
-  const memberTypes = new Map(type.members.map((m) => [m.name, m.type]));
   const parts: string[] = ['{"return": {'];
-  qdictOrder(keys).forEach((k, i) => {
-    const t = memberTypes.get(k);
-    const v = obj[k];
-    parts.push(`${i ? ", " : ""}${quoteString(k)}: `);
-    if (t?.kind === "str" && t.base64 && typeof v === "string") parts.push('"', v, '"');
+  let first = true;
+  for (const m of structPlan(type)) {
+    const v = obj[m.name];
+    if (v === undefined) continue;
+    parts.push(first ? m.key : `, ${m.key}`);
+    first = false;
+    const t = m.type;
+    if (t.kind === "str" && t.base64 && typeof v === "string") parts.push('"', v, '"');
     else parts.push(writeValue(v, t));
-  });
+  }
   parts.push("}}");
   return parts;
 }
