@@ -9,7 +9,8 @@
  */
 
 import { fileURLToPath, join } from "./config/path.ts";
-import { COMMANDS } from "./commands/mod.ts";
+import { QEMU_GA_LINUX_COMMANDS } from "./commands/names.ts";
+import { guestSync, guestSyncDelimited } from "./commands/session.ts";
 import { parseCommandLine } from "./cli/options.ts";
 import { guardInspector, runAgent } from "./agent/run.ts";
 import { closeInspectorOnSigusr1 } from "./helper/inspector.ts";
@@ -19,9 +20,17 @@ import { startHelper } from "./system/helper_client.ts";
 import { createSystemAccess } from "./system/real.ts";
 import { type AgentEnvName, ENV_PROGRAM, readAgentEnvironment } from "./system/environment.ts";
 import { openTransport } from "./transport/mod.ts";
-import { thawAll } from "./commands/fsfreeze.ts";
 
 const encoder = new TextEncoder();
+
+/** The commands the agent answers before its command table is loaded (agent/agent.ts). */
+export const EARLY_COMMANDS = [guestSyncDelimited, guestSync];
+
+/** The whole table, loaded after the first reply; several of its commands need the helper. */
+export const LATE_COMMANDS = {
+  load: async () => (await import("./commands/mod.ts")).COMMANDS,
+  needHelper: true,
+};
 
 /** Writes all of `text` (writeSync may write part of it to a pipe). */
 function writeAll(out: { writeSync(p: Uint8Array): number }, text: string): void {
@@ -43,7 +52,8 @@ async function main(args: string[]): Promise<number> {
     version: QEMU_GA_VERSION,
     denoQgaVersion: VERSION,
     denoVersion: Deno.version.deno,
-    commandNames: COMMANDS.map((c) => c.name),
+    // The table's names (tests/unit/commands_table_test.ts), without loading the table.
+    commandNames: QEMU_GA_LINUX_COMMANDS,
     defaultHelper: join(here, "helper", "qga-helper"),
   });
   if (environment.unreadable.includes("QGA_CONF")) {
@@ -68,6 +78,7 @@ async function main(args: string[]): Promise<number> {
     } catch {
       // No read grant for the binary's path: print the bare name.
     }
+    const { COMMANDS } = await import("./commands/mod.ts");
     const argv = leastPrivilegeCommand(COMMANDS, options, {
       denoPath,
       mainPath: fileURLToPath(import.meta.url),
@@ -78,13 +89,17 @@ async function main(args: string[]): Promise<number> {
   }
   return await runAgent({
     options,
-    commands: COMMANDS,
+    // Start-up loads no command module but session.ts: the first reply (guest-sync) needs
+    // nothing else, and the whole table is loaded with the helper's start right after it.
+    commands: EARLY_COMMANDS,
+    lateCommands: LATE_COMMANDS,
     version: QEMU_GA_VERSION,
     environment,
     startHelper,
     createSystem: createSystemAccess,
     openTransport,
-    thawAll: (agent) => thawAll(agent.context),
+    // Called after the table is loaded (the shutdown waits for `ready`): no new module.
+    thawAll: async (agent) => (await import("./commands/fsfreeze.ts")).thawAll(agent.context),
   });
 }
 

@@ -57,7 +57,10 @@ export interface AgentInit {
 }
 
 /** Requests answered before {@link AgentInit.ready} settles: they touch nothing. */
-const ANSWERED_BEFORE_READY = new Set(["guest-sync", "guest-sync-delimited"]);
+export const ANSWERED_BEFORE_READY: ReadonlySet<string> = new Set([
+  "guest-sync",
+  "guest-sync-delimited",
+]);
 
 /** Summarises arguments for the audit trail, leaving out sensitive members. */
 export function auditSummary(
@@ -139,11 +142,17 @@ export class Agent {
 
   /**
    * Completes the agent's system access once its privileged helper has started (or
-   * failed to): the system commands use from now on and the commands the sandbox
-   * disables. Called before {@link AgentInit.ready} settles.
+   * failed to): the system commands use from now on, the commands the sandbox
+   * disables and, when the agent started with part of the table, the whole command
+   * table. Called before {@link AgentInit.ready} settles.
    */
-  attach(sys: SystemAccess, sandboxDisabled: Map<string, string>): void {
+  attach(
+    sys: SystemAccess,
+    sandboxDisabled: Map<string, string>,
+    commands?: readonly Command[],
+  ): void {
     this.#sys = sys;
+    if (commands) this.registry.setCommands(commands);
     this.registry.setSandbox(sandboxDisabled);
   }
 

@@ -17,8 +17,8 @@ export const REASON_FROZEN = "the agent is in frozen state";
 
 /** The registry of one agent. */
 export class Registry implements CommandLookup {
-  readonly #commands: Command[];
-  readonly #byName: Map<string, Command>;
+  #commands: Command[];
+  #byName: Map<string, Command>;
   readonly #allow: Set<string> | undefined;
   readonly #block: Set<string>;
   #sandbox: Map<string, string>;
@@ -33,6 +33,16 @@ export class Registry implements CommandLookup {
     this.#allow = o.allow.length ? new Set(o.allow) : undefined;
     this.#block = new Set(o.block);
     this.#sandbox = o.sandbox ?? new Map();
+  }
+
+  /**
+   * Replaces the command table (the whole table, once it is loaded: start-up registers
+   * only the commands it answers before that). The lists, the frozen state and the
+   * sandbox apply to the new table as they did to the old one.
+   */
+  setCommands(commands: readonly Command[]): void {
+    this.#commands = [...commands];
+    this.#byName = new Map(commands.map((c) => [c.name, c]));
   }
 
   /** Replaces the commands the sandbox disables (known once the helper has started). */

@@ -30,7 +30,17 @@ export interface HelperHandle {
 /** What main.ts plugs in. */
 export interface RunDeps<H extends HelperHandle> {
   options: AgentOptions;
+  /** The command table; with `lateCommands`, only the commands answered before it loads. */
   commands: readonly Command[];
+  /**
+   * The whole command table, loaded once the first reply is written (with the helper's
+   * start, before any other request is served: Agent's `ready`), so that start-up loads
+   * no command module but the ones in `commands` (main.ts: guest-sync and
+   * guest-sync-delimited). `needHelper`: whether a command of the table needs the
+   * privileged helper, which starts before any host input is read, so before the table
+   * is loaded (tests/unit/agent_ready_test.ts checks main.ts's value against COMMANDS).
+   */
+  lateCommands?: { load(): Promise<readonly Command[]>; needHelper: boolean };
   version: string;
   /** The environment variables the agent reads, read once at start-up. */
   environment: AgentEnvironment;
@@ -110,7 +120,7 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
   });
 
   await guardInspector();
-  const wantsHelper = channelNeedsHelper(options) ||
+  const wantsHelper = channelNeedsHelper(options) || deps.lateCommands?.needHelper === true ||
     commands.some((c) => (needsOf(c, options).helper?.length ?? 0) > 0);
   // The helper starts now, and its Init is in its stdin pipe before the agent reads any
   // host input (`initSent`): the settings the first helper records (and later helpers
@@ -145,14 +155,24 @@ export async function runAgent<H extends HelperHandle>(deps: RunDeps<H>): Promis
     }
   }
   void startHelperOnce().catch(() => {});
-  /** The helper's start and what follows from it, once. */
+  /** The whole command table: loaded once (a failure to load it stops the agent). */
+  let table: Promise<readonly Command[] | undefined> | undefined;
+  const loadTable = () =>
+    table ??= deps.lateCommands
+      ? deps.lateCommands.load().catch((e) => {
+        log.error(`cannot load the command table: ${(e as Error).message}`);
+        void shutdown("no command table");
+        return undefined;
+      })
+      : Promise.resolve(undefined);
+  /** The helper's start, the table's load and what follows from them, once. */
   let readying: Promise<void> | undefined;
   const ready = (): Promise<void> =>
-    readying ??= startHelperOnce().then((h) => {
+    readying ??= Promise.all([startHelperOnce(), loadTable()]).then(([h, all]) => {
       helper = h;
-      const disabled = sandboxDisabled(commands, options, h !== undefined);
+      const disabled = sandboxDisabled(all ?? commands, options, h !== undefined);
       for (const [name, reason] of disabled) log.debug(`disabling command: ${name}: ${reason}`);
-      agent.attach(deps.createSystem(h), disabled);
+      agent.attach(deps.createSystem(h), disabled, all);
       // A frozen guest keeps its helper: starting one needs files a freeze may hold.
       h?.setKeepAlive?.(() => agent.frozen);
       // A helper that relays the channel and dies ends the agent (systemd or the operator

@@ -2,7 +2,10 @@
 # Builds deno-qga's deployable artifact with the pinned deno (package.json), as far as it
 # can be built here (`deno compile` needs a download: docs/deploy.md):
 #
-#   <out>/deno-qga.js          the agent: main.ts and everything it imports, one file
+#   <out>/deno-qga.js          the agent: main.ts and what it loads at start-up
+#   <out>/<name>-<hash>.js     the rest of the agent, in chunks it imports when needed
+#                              (the command table, after the first reply); listed, one
+#                              per line, in <out>/deno-qga.chunks
 #   <out>/qga-helper.js        the privileged helper: helper/main.ts, one file
 #   <out>/channel_worker.ts    the helper's channel worker, bundled (JavaScript): the
 #                              helper starts it as new URL("./channel_worker.ts",
@@ -51,7 +54,32 @@ out=$(CDPATH='' cd -- "$out" && pwd -P)
 bundle() {
   env -u RUST_BACKTRACE "$DENO" bundle --quiet --platform deno --minify -o "$1" "$2"
 }
-bundle "$out/deno-qga.js.tmp" main.ts
+# The agent is split (--code-splitting) where main.ts imports dynamically: its start-up
+# code is deno-qga.js, and the command table (loaded after the first reply, main.ts), the
+# client and code they share are chunks beside it. Deno reads and compiles at start only
+# what deno-qga.js and its static imports hold: the first reply comes 5-6 ms sooner than
+# with everything in one file (docs/performance.md, "Start-up").
+split=$out/.agent.tmp
+rm -rf "$split"
+env -u RUST_BACKTRACE "$DENO" bundle --quiet --platform deno --minify --code-splitting \
+  --outdir "$split" main.ts
+[ -f "$split/main.js" ] || { echo "bundle.sh: deno bundle wrote no $split/main.js" >&2; exit 1; }
+mv -f "$split/main.js" "$out/deno-qga.js.tmp"
+# The previous build's chunks go; this build's are listed in deno-qga.chunks.
+if [ -f "$out/deno-qga.chunks" ]; then
+  while IFS= read -r c; do
+    case $c in */* | '' | .*) ;; *) rm -f "$out/$c" ;; esac
+  done <"$out/deno-qga.chunks"
+fi
+: >"$out/deno-qga.chunks.tmp"
+for f in "$split"/*.js; do
+  [ -e "$f" ] || continue
+  c=${f##*/}
+  mv -f "$f" "$out/$c"
+  printf '%s\n' "$c" >>"$out/deno-qga.chunks.tmp"
+done
+rmdir "$split" 2>/dev/null || { echo "bundle.sh: unexpected files in $split" >&2; exit 1; }
+mv -f "$out/deno-qga.chunks.tmp" "$out/deno-qga.chunks"
 bundle "$out/qga-helper.js.tmp" helper/main.ts
 bundle "$out/channel_worker.js.tmp" helper/channel_worker.ts
 mv -f "$out/deno-qga.js.tmp" "$out/deno-qga.js"
@@ -69,4 +97,4 @@ ln -sfn "$real" "$out/deno"
   echo "bundle.sh: $out/deno-qga.js does not start (deno run --no-config ... -V)" >&2
   exit 1
 }
-echo "bundle.sh: built $out/deno-qga.js, $out/qga-helper.js, $out/helper/qga-helper (deno $have)"
+echo "bundle.sh: built $out/deno-qga.js (and $(wc -l <"$out/deno-qga.chunks") chunks), $out/qga-helper.js, $out/helper/qga-helper (deno $have)"

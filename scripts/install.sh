@@ -2,7 +2,9 @@
 # Installs deno-qga as a systemd service (docs/deploy.md):
 #
 #   <prefix>/lib/deno-qga/deno                 the pinned deno binary (from node_modules)
-#   <prefix>/lib/deno-qga/deno-qga.js          the agent bundle
+#   <prefix>/lib/deno-qga/deno-qga.js          the agent bundle (its start-up code)
+#   <prefix>/lib/deno-qga/<name>-<hash>.js     the rest of the agent, in chunks listed
+#                                              in <prefix>/lib/deno-qga/deno-qga.chunks
 #   <prefix>/lib/deno-qga/qga-helper.js        the privileged helper bundle
 #   <prefix>/lib/deno-qga/channel_worker.ts    its channel worker (bundled JavaScript)
 #   <prefix>/lib/deno-qga/helper/qga-helper    the helper launcher (0755, root)
@@ -72,14 +74,24 @@ D=$destdir
 
 if [ -z "$dist" ]; then
   dist=$repo/dist
-  if [ ! -f "$dist/deno-qga.js" ] || [ ! -f "$dist/qga-helper.js" ] ||
+  if [ ! -f "$dist/deno-qga.js" ] || [ ! -f "$dist/deno-qga.chunks" ] || [ ! -f "$dist/qga-helper.js" ] ||
     [ ! -f "$dist/channel_worker.ts" ] || [ ! -x "$dist/helper/qga-helper" ] ||
     [ ! -e "$dist/deno" ]; then
     sh "$repo/scripts/bundle.sh" --out "$dist" >&2
   fi
 fi
-for f in deno deno-qga.js qga-helper.js channel_worker.ts helper/qga-helper; do
+for f in deno deno-qga.js deno-qga.chunks qga-helper.js channel_worker.ts helper/qga-helper; do
   [ -e "$dist/$f" ] || die "$dist/$f is missing (build it with scripts/bundle.sh)"
+done
+# The agent's chunks: plain file names ending in .js, each built.
+chunks=$(cat "$dist/deno-qga.chunks")
+for c in $chunks; do
+  case $c in
+  */* | .* | *[!A-Za-z0-9_.-]*) die "bad chunk name in $dist/deno-qga.chunks: '$c'" ;;
+  ?*.js) ;;
+  *) die "bad chunk name in $dist/deno-qga.chunks: '$c'" ;;
+  esac
+  [ -f "$dist/$c" ] || die "$dist/$c is missing (build it with scripts/bundle.sh)"
 done
 
 owner=
@@ -136,7 +148,17 @@ put() {
 }
 
 put 0755 "$dist/deno" "$lib/deno"
+# An earlier install's chunks that this build does not have are removed once the new
+# ones are in place (their names carry a hash of their contents).
+old_chunks=
+[ -f "$D$lib/deno-qga.chunks" ] && old_chunks=$(cat "$D$lib/deno-qga.chunks")
+for c in $chunks; do put 0644 "$dist/$c" "$lib/$c"; done
 put 0644 "$dist/deno-qga.js" "$lib/deno-qga.js"
+put 0644 "$dist/deno-qga.chunks" "$lib/deno-qga.chunks"
+for c in $old_chunks; do
+  case $c in */* | .*) continue ;; esac
+  case " $(echo $chunks) " in *" $c "*) ;; *) rm -f -- "$D$lib/$c" ;; esac
+done
 put 0644 "$dist/qga-helper.js" "$lib/qga-helper.js"
 put 0644 "$dist/channel_worker.ts" "$lib/channel_worker.ts"
 put 0755 "$dist/helper/qga-helper" "$lib/helper/qga-helper"

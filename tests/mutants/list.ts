@@ -351,6 +351,24 @@ export const MUTANTS: readonly Mutant[] = [
     replace: 'import { join } from "node:path";',
     tests: ["tests/unit/layers_test.ts"],
   },
+  {
+    name: "startup-loads-table",
+    what:
+      "main.ts imports the whole command table at start again (every command module compiled before the first reply)",
+    file: "main.ts",
+    find: 'import { QEMU_GA_LINUX_COMMANDS } from "./commands/names.ts";',
+    replace: 'import { QEMU_GA_LINUX_COMMANDS } from "./commands/mod.ts";',
+    tests: ["tests/unit/layers_test.ts"],
+  },
+  {
+    name: "late-table-not-loaded",
+    what:
+      "the agent never loads the rest of its command table: only guest-sync and guest-sync-delimited are ever served",
+    file: "agent/run.ts",
+    find: "    readying ??= Promise.all([startHelperOnce(), loadTable()])",
+    replace: "    readying ??= Promise.all([startHelperOnce(), Promise.resolve(undefined)])",
+    tests: ["tests/unit/run_late_table_test.ts"],
+  },
   // ------------------------------------------------------------------ printed grants
   {
     name: "grants-deny-write-dropped",

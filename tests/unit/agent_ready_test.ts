@@ -8,12 +8,15 @@
  */
 
 import assert from "node:assert/strict";
-import { Agent } from "../../agent/agent.ts";
+import { Agent, ANSWERED_BEFORE_READY } from "../../agent/agent.ts";
+import { needsOf } from "../../agent/permissions.ts";
+import { EARLY_COMMANDS, LATE_COMMANDS } from "../../main.ts";
 import { AgentLog } from "../../agent/log.ts";
 import { COMMANDS } from "../../commands/mod.ts";
 import { defaultOptions } from "../../config/options.ts";
 import { createSystemAccess } from "../../system/real.ts";
 import type { Connection } from "../../transport/connection.ts";
+import type { Command } from "../../commands/types.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -33,10 +36,14 @@ function recorder(): Connection & { replies: string[] } {
   };
 }
 
-function agentWaitingFor(ready: () => Promise<void>, statedir: string): Agent {
+function agentWaitingFor(
+  ready: () => Promise<void>,
+  statedir: string,
+  commands: readonly Command[] = COMMANDS,
+): Agent {
   return new Agent({
     options: defaultOptions({ method: "unix-listen", path: `${statedir}/sock`, statedir }),
-    commands: COMMANDS,
+    commands,
     sys: createSystemAccess(undefined),
     log: new AgentLog({ verbose: false, json: false, sink: { writeSync: (p) => p.length } }),
     version: "test",
@@ -114,4 +121,51 @@ Deno.test("an agent without a pending start answers everything at once", async (
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("main.ts starts with guest-sync(-delimited) only; the rest waits for the whole table", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    let open!: () => void;
+    const ready = new Promise<void>((r) => (open = r));
+    const agent = agentWaitingFor(() => ready, dir, EARLY_COMMANDS);
+    const conn = recorder();
+    await agent.feed(
+      enc.encode('{"execute":"guest-sync-delimited","arguments":{"id":1}}'),
+      conn,
+    );
+    await agent.feed(enc.encode('{"execute":"guest-sync","arguments":{"id":2}}'), conn);
+    assert.deepEqual(
+      conn.replies,
+      ['\ufffd{"return": 1}\n', '{"return": 2}\n'],
+      "0xFF, then the reply",
+    );
+    const later = agent.feed(
+      enc.encode('{"execute":"guest-ping"}{"execute":"guest-nonesuch"}{"execute":"guest-info"}'),
+      conn,
+    );
+    await tick(100);
+    assert.equal(conn.replies.length, 2, "answered before the table was loaded");
+    agent.attach(createSystemAccess(undefined), new Map(), await LATE_COMMANDS.load());
+    open();
+    await later;
+    assert.equal(conn.replies[2], '{"return": {}}\n');
+    assert.match(conn.replies[3]!, /"class": "CommandNotFound"/);
+    const names = (JSON.parse(conn.replies[4]!).return.supported_commands as { name: string }[])
+      .map((c) => c.name);
+    assert.deepEqual(names.sort(), COMMANDS.map((c) => c.name).sort());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts's start-up table: the commands answered before ready; the helper it needs", async () => {
+  assert.deepEqual(new Set(EARLY_COMMANDS.map((c) => c.name)), ANSWERED_BEFORE_READY);
+  for (const c of EARLY_COMMANDS) assert.ok(COMMANDS.includes(c), `${c.name} is not in COMMANDS`);
+  assert.equal(await LATE_COMMANDS.load(), COMMANDS);
+  const options = defaultOptions({});
+  assert.equal(
+    LATE_COMMANDS.needHelper,
+    COMMANDS.some((c) => (needsOf(c, options).helper?.length ?? 0) > 0),
+  );
 });

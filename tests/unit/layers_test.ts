@@ -211,3 +211,31 @@ Deno.test("the helper's start-up loads no node: module (they load on first use)"
   assert.ok(seen > 5, `only ${seen} modules found from helper/main.ts`);
   assert.deepEqual(node, []);
 });
+
+/** The modules `entry` loads before it runs: its static imports, from `entry` down. */
+async function staticGraph(entry: string): Promise<string[]> {
+  const info = await denoInfo(join(REPO, entry));
+  const bySpec = new Map(info.modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const todo = [new URL(`file://${REPO}/${entry}`).href];
+  while (todo.length) {
+    const spec = todo.pop()!;
+    if (seen.has(spec)) continue;
+    seen.add(spec);
+    for (const d of bySpec.get(spec)?.dependencies ?? []) {
+      const target = d.code?.specifier;
+      if (target === undefined || d.isDynamic || !target.startsWith("file:")) continue;
+      todo.push(target);
+    }
+  }
+  return [...seen].map((s) => relative(REPO, new URL(s).pathname)).sort();
+}
+
+Deno.test("the agent's start-up loads no command module but session.ts (the table loads after the first reply)", async () => {
+  const graph = await staticGraph("main.ts");
+  assert.ok(graph.includes("agent/agent.ts"), `main.ts's graph: ${graph.join(" ")}`);
+  assert.deepEqual(
+    graph.filter((f) => f.startsWith("commands/")),
+    ["commands/names.ts", "commands/session.ts", "commands/types.ts"],
+  );
+});

@@ -150,9 +150,38 @@ async function printPermissions(destdir: string, main: string): Promise<string[]
   return out.trim().replaceAll(`${destdir}/`, "/").split(" ");
 }
 
+/** The agent's chunks bundle.sh built and listed in deno-qga.chunks. */
+async function chunksOf(dist: string): Promise<string[]> {
+  return (await Deno.readTextFile(`${dist}/deno-qga.chunks`)).split("\n").filter((l) => l !== "");
+}
+
+Deno.test("bundle.sh splits the agent: start-up code in deno-qga.js, the command table in chunks it lists", async () => {
+  await withTemp(async ({ dist: d }) => {
+    const chunks = await chunksOf(d);
+    const js = [...Deno.readDirSync(d)].filter((e) => e.isFile && e.name.endsWith(".js"))
+      .map((e) => e.name).sort();
+    assert.deepEqual(
+      js,
+      ["deno-qga.js", "qga-helper.js", ...chunks].sort(),
+      "a .js file not listed",
+    );
+    const code = await Deno.readTextFile(`${d}/deno-qga.js`);
+    // The table's chunk is imported dynamically, and holds commands the start-up code does not.
+    const table = chunks.find((c) => c.startsWith("mod-"));
+    assert.ok(table, `no chunk of commands/mod.ts among ${chunks.join(" ")}`);
+    assert.match(code, new RegExp(`import\\("\\./${table.replace(".", "\\.")}"\\)`));
+    assert.ok(!code.includes("guest-get-fsinfo"), "deno-qga.js holds guest-get-fsinfo");
+    assert.ok(code.includes("guest-sync-delimited"), "deno-qga.js lacks guest-sync-delimited");
+    assert.ok((await Deno.readTextFile(`${d}/${table}`)).includes("guest-get-fsinfo"));
+  });
+});
+
 Deno.test("bundle.sh builds an agent bundle that runs from an empty directory with only the pinned deno", async () => {
   await withTemp(async ({ dist: d, dest: empty }) => {
-    await Deno.copyFile(`${d}/deno-qga.js`, `${empty}/deno-qga.js`);
+    const chunks = await chunksOf(d);
+    for (const f of ["deno-qga.js", "deno-qga.chunks", ...chunks]) {
+      await Deno.copyFile(`${d}/${f}`, `${empty}/${f}`);
+    }
     await Deno.copyFile(`${d}/deno`, `${empty}/deno`); // follows the symlink: the real binary
     await Deno.chmod(`${empty}/deno`, 0o755);
     const env = { DENO_DIR: `${empty}/deno_dir`, NO_COLOR: "1", PATH: "/usr/bin:/bin" };
@@ -173,14 +202,24 @@ Deno.test("bundle.sh builds an agent bundle that runs from an empty directory wi
     });
     assert.match(ok(h, "deno-qga.js --help"), /^Usage: /);
     assert.match(h.stdout, /--method/);
+    // --print-permissions reads the whole command table: its chunks load from beside it.
+    const p = await run("./deno", [...flags, "deno-qga.js", "--print-permissions", "-m", "stdio"], {
+      cwd: empty,
+      env,
+      clearEnv: true,
+    });
+    assert.match(ok(p, "deno-qga.js --print-permissions"), / --allow-run=\S*qga-helper /);
     const names = (await tree(empty)).filter((p) => !p.startsWith("/deno_dir"));
-    assert.deepEqual(names, ["/deno", "/deno-qga.js"]);
+    assert.deepEqual(
+      names,
+      ["/deno", "/deno-qga.chunks", "/deno-qga.js", ...chunks.map((c) => `/${c}`)].sort(),
+    );
     // The static imports of the agent and the helper load at every start: none may be a
     // node: module (Deno's Node compatibility, 10+ ms and several MB; modules use
     // `await import("node:...")` instead). The bundles are minified: several statements
     // share a line.
     const staticImport = /(?:^|[;}\n])\s*import\s*[^;()"']*?\bfrom\s*["'](node:[^"']+)["']/g;
-    for (const file of ["deno-qga.js", "qga-helper.js", "channel_worker.ts"]) {
+    for (const file of ["deno-qga.js", ...chunks, "qga-helper.js", "channel_worker.ts"]) {
       const code = await Deno.readTextFile(`${d}/${file}`);
       assert.deepEqual([...code.matchAll(staticImport)].map((m) => `${file}: ${m[1]}`), []);
     }
@@ -207,6 +246,8 @@ Deno.test("install.sh lays out the deno binary, both bundles, the launcher, the 
     const expect: [string, number][] = [
       [`${LIB}/deno`, 0o755],
       [`${LIB}/deno-qga.js`, 0o644],
+      [`${LIB}/deno-qga.chunks`, 0o644],
+      ...(await chunksOf(t.dist)).map((c): [string, number] => [`${LIB}/${c}`, 0o644]),
       [`${LIB}/qga-helper.js`, 0o644],
       [`${LIB}/channel_worker.ts`, 0o644],
       [`${LIB}/helper/qga-helper`, 0o755],
@@ -381,8 +422,20 @@ Deno.test("install.sh computes the grants from the config under DESTDIR and neve
 Deno.test("uninstall.sh keeps a config changed since install unless --purge, and an upgrade still uninstalls completely", async () => {
   await withTemp(async (t) => {
     const dest = t.dest;
+    // The first install's build had a chunk the next one does not (chunk names carry a
+    // hash of their contents): the upgrade removes it.
+    const chunks = await chunksOf(t.dist);
+    await Deno.writeTextFile(`${t.dist}/old-ABCD1234.js`, "export {};\n");
+    await Deno.writeTextFile(
+      `${t.dist}/deno-qga.chunks`,
+      [...chunks, "old-ABCD1234.js", ""].join("\n"),
+    );
     await install(t);
+    assert.ok(await exists(`${dest}${LIB}/old-ABCD1234.js`));
+    await Deno.remove(`${t.dist}/old-ABCD1234.js`);
+    await Deno.writeTextFile(`${t.dist}/deno-qga.chunks`, [...chunks, ""].join("\n"));
     await install(t); // upgrade in place: the first install's directories stay recorded
+    assert.equal(await exists(`${dest}${LIB}/old-ABCD1234.js`), false, "a stale chunk stayed");
     await Deno.writeTextFile(`${dest}/etc/qemu/qemu-ga.conf`, "[general]\nverbose=true\n");
     const keep = await uninstall(dest);
     ok(keep, "uninstall.sh");
