@@ -56,7 +56,21 @@ export interface BenchAgent extends AsyncDisposable {
 function childEnv(kind?: AgentKind): Record<string, string> {
   const env = Deno.env.toObject();
   delete env.RUST_BACKTRACE;
-  return kind === "deno-qga" ? { ...env, ...UNIT_ENV } : env;
+  if (kind !== "deno-qga") return env;
+  return { ...env, ...UNIT_ENV, ...(agentDenoDir ? { DENO_DIR: agentDenoDir } : {}) };
+}
+
+let agentDenoDir: string | undefined;
+
+/**
+ * The DENO_DIR of the deno programs the bench starts (deno-qga and the floors), for the
+ * run: Deno's caches (transpiled modules, V8 code cache) as in a guest that runs the
+ * agent, which the untimed warm-up start fills. A developer's own DENO_DIR may hold
+ * hundreds of MB of other programs' caches (here 280 MB, from the test suite), and each
+ * module's lookup in it costs time: 20-30 ms more for main.ts's start (docs/performance.md).
+ */
+export function setAgentDenoDir(dir: string): void {
+  agentDenoDir = dir;
 }
 
 /** GLIBC_TUNABLES from packaging/deno-qga.service.in (the deployed environment). */

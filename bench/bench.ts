@@ -32,6 +32,7 @@ import {
   denoQgaArgv,
   QEMU_GA,
   qemuGaVersion,
+  setAgentDenoDir,
   spawnAgent,
   UNIT_ENV,
 } from "./agents.ts";
@@ -1113,6 +1114,7 @@ async function main(): Promise<number> {
   const work = await Deno.makeTempDir({ prefix: "qga-bench." });
   await Deno.mkdir(`${work}/data`);
   const lab = new Lab(work, values.repo.replace(/\/$/, ""));
+  setAgentDenoDir(`${work}/deno_dir`);
   try {
     if (values.profile) {
       const md = await runProfiles(lab, size, values["profile-dir"]);
