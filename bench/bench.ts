@@ -548,17 +548,17 @@ function startupAndMemoryFigures(res: Results): void {
   if (q && d) {
     const floor = res.floorStartup.length ? median(res.floorStartup) : undefined;
     res.figures.push({
-      label: `start to first guest-sync reply, median of ${d.length}`,
+      label: `start to first guest-sync reply, main.ts, median of ${d.length}`,
       unit: "ms",
       digits: 1,
       values: { "qemu-ga": median(q), "deno-qga": median(d) },
       notes: floor === undefined ? {} : {
         "deno-qga":
-          `the deno runtime's floor (bench/idle.ts answering guest-sync): ${
+          `main.ts, the development entry point (its TypeScript modules loaded one by one); issue 14's start-up goal is judged on the deployed shape below, the bundle the package and install.sh run in every guest. The deno runtime's floor (bench/idle.ts answering guest-sync): ${
             floor.toFixed(1)
-          } ms median, so the goal is ≤ ${(2 * floor).toFixed(1)} ms (stretch ${
-            (1.5 * floor).toFixed(1)
-          } ms); deno-qga is ${(median(d) / floor).toFixed(2)}× the floor` +
+          } ms median (2× is ${(2 * floor).toFixed(1)} ms); main.ts is ${
+            (median(d) / floor).toFixed(2)
+          }× the floor` +
           (res.floorSeparatedStartup.length
             ? `. The floor of a privilege-separated agent (bench/idle.ts --separated: it spawns a second deno process with piped stdin and stdout and writes it one line before its first read, as deno-qga does with its helper): ${
               median(res.floorSeparatedStartup).toFixed(1)
@@ -567,12 +567,6 @@ function startupAndMemoryFigures(res: Results): void {
             }× that`
             : ""),
       },
-      ...(floor === undefined ? {} : {
-        target: {
-          text: `≤ 2× the deno floor (${(2 * floor).toFixed(0)} ms; stretch 1.5×)`,
-          met: (dv: number) => dv <= 2 * floor,
-        },
-      }),
     });
   }
   const byPhase = (phase: string, kind: AgentKind) =>
