@@ -172,13 +172,17 @@ Deno.test("commands/ does no I/O of its own (Linux through system/)", () => {
 });
 
 /**
- * The static node: imports of every module `entry` can load (static and dynamic imports,
- * from `entry` down), since a bundle (scripts/bundle.sh) inlines dynamically imported
- * modules and hoists their static imports to its top. Such an import loads Deno's Node
- * compatibility at every start (memory and start-up time: docs/performance.md);
- * `await import("node:...")` at first use is fine. Also returns how many modules it saw.
+ * The modules `entry` loads, from `entry` down, and the static node: imports among them.
+ * `followDynamic` follows dynamic imports too, as a bundler does: without code splitting
+ * `deno bundle` inlines a dynamically imported module and hoists its static imports to
+ * its top. A static node: import loads Deno's Node compatibility when its module loads
+ * (memory and start-up time: docs/performance.md); `await import("node:...")` at first use
+ * is fine.
  */
-async function staticNodeImports(entry: string): Promise<{ node: string[]; seen: number }> {
+async function moduleGraph(
+  entry: string,
+  followDynamic: boolean,
+): Promise<{ modules: string[]; node: string[] }> {
   const info = await denoInfo(join(REPO, entry));
   const bySpec = new Map(info.modules.map((m) => [m.specifier, m]));
   const seen = new Set<string>();
@@ -190,49 +194,29 @@ async function staticNodeImports(entry: string): Promise<{ node: string[]; seen:
     seen.add(spec);
     for (const d of bySpec.get(spec)?.dependencies ?? []) {
       const target = d.code?.specifier;
-      if (target === undefined) continue;
+      if (target === undefined || (d.isDynamic && !followDynamic)) continue;
       if (target.startsWith("node:")) {
-        if (d.isDynamic) continue;
-        node.push(`${relative(REPO, new URL(spec).pathname)} imports ${target}`);
-      } else todo.push(target);
+        if (!d.isDynamic) node.push(`${relative(REPO, new URL(spec).pathname)} imports ${target}`);
+      } else if (target.startsWith("file:")) todo.push(target);
     }
   }
-  return { node, seen: seen.size };
+  return { modules: [...seen].map((s) => relative(REPO, new URL(s).pathname)).sort(), node };
 }
 
 Deno.test("the agent's start-up loads no node: module (they load on first use)", async () => {
-  const { node, seen } = await staticNodeImports("main.ts");
-  assert.ok(seen > 50, `only ${seen} modules found from main.ts`);
+  const { node, modules } = await moduleGraph("main.ts", true);
+  assert.ok(modules.length > 50, `only ${modules.length} modules found from main.ts`);
   assert.deepEqual(node, []);
 });
 
 Deno.test("the helper's start-up loads no node: module (they load on first use)", async () => {
-  const { node, seen } = await staticNodeImports("helper/main.ts");
-  assert.ok(seen > 5, `only ${seen} modules found from helper/main.ts`);
+  const { node, modules } = await moduleGraph("helper/main.ts", true);
+  assert.ok(modules.length > 5, `only ${modules.length} modules found from helper/main.ts`);
   assert.deepEqual(node, []);
 });
 
-/** The modules `entry` loads before it runs: its static imports, from `entry` down. */
-async function staticGraph(entry: string): Promise<string[]> {
-  const info = await denoInfo(join(REPO, entry));
-  const bySpec = new Map(info.modules.map((m) => [m.specifier, m]));
-  const seen = new Set<string>();
-  const todo = [new URL(`file://${REPO}/${entry}`).href];
-  while (todo.length) {
-    const spec = todo.pop()!;
-    if (seen.has(spec)) continue;
-    seen.add(spec);
-    for (const d of bySpec.get(spec)?.dependencies ?? []) {
-      const target = d.code?.specifier;
-      if (target === undefined || d.isDynamic || !target.startsWith("file:")) continue;
-      todo.push(target);
-    }
-  }
-  return [...seen].map((s) => relative(REPO, new URL(s).pathname)).sort();
-}
-
 Deno.test("the agent's start-up loads no command module but session.ts (the table loads after the first reply)", async () => {
-  const graph = await staticGraph("main.ts");
+  const graph = (await moduleGraph("main.ts", false)).modules;
   assert.ok(graph.includes("agent/agent.ts"), `main.ts's graph: ${graph.join(" ")}`);
   assert.deepEqual(
     graph.filter((f) => f.startsWith("commands/")),

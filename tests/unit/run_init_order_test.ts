@@ -13,6 +13,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { runProbeInNetns } from "../helpers/netns_probe.ts";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
 
@@ -62,20 +63,7 @@ await runAgent({
 `;
 
 Deno.test("the agent reads no host input before its first helper's Init is sent", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "qga-init-order-" });
-  try {
-    await Deno.writeTextFile(`${dir}/probe.ts`, PROBE);
-    const out = await new Deno.Command("unshare", {
-      args: ["-n", Deno.execPath(), "run", "-A", "--no-config", `${dir}/probe.ts`, dir],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(30_000),
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    assert.deepEqual(stdout.trim().split("\n"), ["helper spawned", "init sent", "host read"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const { code, stdout, stderr } = await runProbeInNetns(PROBE, "qga-init-order-");
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(stdout.trim().split("\n"), ["helper spawned", "init sent", "host read"]);
 });

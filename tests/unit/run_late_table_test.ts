@@ -12,6 +12,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { runProbeInNetns } from "../helpers/netns_probe.ts";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
 
@@ -78,28 +79,15 @@ await runAgent({
 `;
 
 Deno.test("the command table loads after the first reply, before any other request is served", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "qga-late-table-" });
-  try {
-    await Deno.writeTextFile(`${dir}/probe.ts`, PROBE);
-    const out = await new Deno.Command("unshare", {
-      args: ["-n", Deno.execPath(), "run", "-A", "--no-config", `${dir}/probe.ts`, dir],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(30_000),
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    const lines = stdout.trim().split("\n");
-    assert.deepEqual(lines.slice(0, 4), [
-      "helper spawned",
-      'reply: "return": 1',
-      "table loading",
-      "guest-info: 43 commands",
-    ]);
-    assert.match(lines[4] ?? "", /^reply: "return": \d+$/, "guest-get-time from the loaded table");
-    assert.equal(lines.length, 5);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const { code, stdout, stderr } = await runProbeInNetns(PROBE, "qga-late-table-");
+  assert.equal(code, 0, stderr);
+  const lines = stdout.trim().split("\n");
+  assert.deepEqual(lines.slice(0, 4), [
+    "helper spawned",
+    'reply: "return": 1',
+    "table loading",
+    "guest-info: 43 commands",
+  ]);
+  assert.match(lines[4] ?? "", /^reply: "return": \d+$/, "guest-get-time from the loaded table");
+  assert.equal(lines.length, 5);
 });
