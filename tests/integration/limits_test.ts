@@ -146,6 +146,10 @@ interface Side {
 async function side(agent: RunningAgent): Promise<Side> {
   const conn = await RawConn.open(agent.socketPath);
   assert.deepEqual(await conn.sync(), []);
+  // deno-qga answers guest-sync before its start is complete (the helper's start and the
+  // command table's load follow the first reply); guest-ping waits for both, so the
+  // descriptors and memory read next are those of a started agent.
+  assert.equal(await conn.request('{"execute":"guest-ping"}'), '{"return": {}}');
   return { agent, pid: agentPid(agent), conn };
 }
 
@@ -375,6 +379,7 @@ Deno.test({
     const pid = agentPid(deno);
     await using c = await QgaClient.connect(deno.socketPath);
     await c.sync();
+    await c.ping(); // the agent's start is complete (see side())
     const rssBefore = rssKb(pid);
     const fdsBefore = fdCount(pid);
     const handles: number[] = [];
@@ -419,6 +424,7 @@ Deno.test({
       const pid = agentPid(agent);
       await using c = await QgaClient.connect(agent.socketPath);
       await c.sync();
+      await c.ping(); // the agent's start is complete (see side())
       const fdsBefore = fdCount(pid);
       // Leave room for 40 more descriptors: below deno-qga's own bound of 1024 handles.
       const limit = fdsBefore + 40;
